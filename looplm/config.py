@@ -65,13 +65,13 @@ class TrainConfig(_Frozen):
     lr: float = Field(3e-3, gt=0.0)
     min_lr_ratio: float = Field(0.1, ge=0.0, le=1.0)
     warmup_iters: int = Field(50, ge=0)
-    max_iters: int = Field(1500, ge=1)
+    max_iters: int = Field(2500, ge=1)
     weight_decay: float = Field(0.1, ge=0.0)
     grad_clip: float = Field(1.0, ge=0.0)        # 0 = no clipping
     seed: int = 1337
     eval_interval: int = Field(100, ge=1)
     eval_problems: int = Field(512, ge=1)
-    target_accuracy: Optional[float] = Field(0.995, gt=0.0, le=1.0)  # stop once reached
+    target_accuracy: Optional[float] = Field(0.998, gt=0.0, le=1.0)  # stop once reached
     time_limit_s: Optional[float] = Field(None, gt=0.0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"   # auto: bf16 on GPU, fp32 on CPU

@@ -8,3 +8,24 @@ settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True
 settings.register_profile("dev", deadline=None, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+import pytest
+
+# A small model that learns 1-2 digit reversed addition to 100% in ~35 s on a 2-core CPU:
+# the trained checkpoint that eval, checkpoint, trace and verifier tests share.
+TINY = {"model": {"n_embd": 48, "n_head": 4, "n_loops": 4},
+        "train": {"max_iters": 2000, "batch_size": 64, "lr": 0.005, "target_accuracy": 0.999,
+                  "eval_interval": 50, "eval_problems": 512, "warmup_iters": 30},
+        "data": {"max_digits": 2}}
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """(summary, run dir) of one trained tiny model."""
+    from looplm.config import Config
+    from looplm.train import train
+    out = tmp_path_factory.mktemp("tiny_run")
+    summary = train(Config.model_validate(TINY), out)
+    assert summary["val_accuracy"] >= 0.99, summary
+    return summary, out

@@ -69,13 +69,13 @@ system LoopLM {
     param lr: float = 0.003 in 1e-6..1.0
     param min_lr_ratio: float = 0.1 in 0.0..1.0
     param warmup_iters: int = 50 in 0..1000000
-    param max_iters: int = 1500 in 1..10000000
+    param max_iters: int = 2500 in 1..10000000
     param weight_decay: float = 0.1 in 0.0..10.0
     param grad_clip: float = 1.0 in 0.0..1000.0
     param seed: int = 1337
     param eval_interval: int = 100 in 1..1000000
     param eval_problems: int = 512 in 1..1000000
-    param target_accuracy: float = 0.995 in 0.0..1.0 "stop once held-out accuracy reaches it"
+    param target_accuracy: float = 0.998 in 0.0..1.0 "stop once held-out accuracy reaches it"
     param time_limit_s: float
     param device: enum = auto in [auto, cpu, cuda]
     param dtype: enum = auto in [auto, float32, bfloat16] "auto: bf16 autocast on GPU, fp32 on CPU"

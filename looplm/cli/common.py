@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from pathlib import Path
 from typing import Iterator
 
@@ -10,6 +11,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from dsl import SpecError
+from looplm.checkpoint import CheckpointError
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -33,10 +35,14 @@ def user_errors() -> Iterator[None]:
         yield
     except SpecError as e:
         raise fail(str(e)) from None
+    except CheckpointError as e:
+        raise fail(f"error: {e}") from None
     except UsageError as e:
         raise fail(f"error: {e}", EXIT_USAGE) from None
     except (FileNotFoundError, IsADirectoryError, PermissionError, NotADirectoryError) as e:
         raise fail(f"error: {e.strerror or e}: {e.filename}", EXIT_USAGE) from None
+    except json.JSONDecodeError as e:
+        raise fail(f"error: invalid JSON: {e.msg} at line {e.lineno} column {e.colno}", EXIT_USAGE) from None
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "config"

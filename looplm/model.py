@@ -1,0 +1,281 @@
+"""LoopLM: one pre-LN transformer block applied L times ("loops"), with adaptive halting.
+
+The same code is the GPT-L baseline: `tied=False` gives L distinct blocks applied once each,
+so a GPT-L whose blocks all hold the shared weights computes exactly what LoopLM does with
+x0 re-injection and the step embedding off (tested).
+
+forward(idx, targets=None) -> Output(logits, loss, halting). The state is never written in
+place: each loop makes a new tensor, so the loss reaches the state entering every loop
+(full BPTT, bug 4). The loss is computed whenever targets are given, in train and eval mode
+alike (bugs 10 and 12).
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from kernels import dispatch
+from .config import Config, HaltingConfig
+from .data import IGNORE
+from .positions import apply_rope, attention_mask, relative_bucket, rope_tables, significance
+from .tokens import Vocab
+
+
+class Halting(NamedTuple):
+    steps: torch.Tensor          # (B, T) loops applied to each token
+    entropy: torch.Tensor        # (L, B, T) prediction entropy after each loop, nats (detached)
+    applications: int            # block-token applications the non-pad tokens needed
+    max_applications: int        # ... and what running every token for all L loops would use
+    ponder: Optional[torch.Tensor] = None  # learned gate: (L, B, T) halting distribution
+
+
+class Output(NamedTuple):
+    logits: torch.Tensor         # (B, T, V)
+    loss: Optional[torch.Tensor]
+    halting: Halting
+
+
+class Context(NamedTuple):
+    """What attention needs about positions, computed once per forward for all loops."""
+    allowed: Optional[torch.Tensor]   # (B, 1, T, T) bool, None = plain causal
+    bucket: Optional[torch.Tensor]    # (B, T, T) relative-bias bucket, None = no bias
+    rope: Optional[tuple[torch.Tensor, torch.Tensor]]
+
+
+class Attention(nn.Module):
+    def __init__(self, n_embd: int, n_head: int, n_buckets: int, dropout: float):
+        super().__init__()
+        self.n_head, self.dropout = n_head, dropout
+        self.qkv = nn.Linear(n_embd, 3 * n_embd, bias=False)
+        self.proj = nn.Linear(n_embd, n_embd, bias=False)
+        # per-head bias by significance difference (relative / windowed schemes)
+        self.rel_bias = nn.Parameter(torch.zeros(n_head, n_buckets)) if n_buckets else None
+
+    def forward(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)  # (B, H, T, hd)
+        if ctx.rope is not None:
+            q, k = apply_rope(q, *ctx.rope), apply_rope(k, *ctx.rope)
+        mask = None
+        if ctx.bucket is not None:
+            bias = self.rel_bias[:, ctx.bucket].permute(1, 0, 2, 3)   # (B, H, T, T)
+            mask = bias.masked_fill(~ctx.allowed, -math.inf).to(q.dtype)
+        elif ctx.allowed is not None:
+            mask = ctx.allowed
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+class Block(nn.Module):
+    """Pre-LN: h + attn(ln1(h)), then + mlp(ln2(.))."""
+
+    def __init__(self, n_embd: int, n_head: int, mlp_ratio: int, n_buckets: int, dropout: float):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(n_embd)
+        self.attn = Attention(n_embd, n_head, n_buckets, dropout)
+        self.ln2 = nn.LayerNorm(n_embd)
+        self.mlp = nn.Sequential(nn.Linear(n_embd, mlp_ratio * n_embd), nn.GELU(),
+                                 nn.Linear(mlp_ratio * n_embd, n_embd), nn.Dropout(dropout))
+
+    def forward(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), ctx)
+        return x + self.mlp(self.ln2(x))
+
+
+def supervision_weights(kind: str, L: int) -> list[float]:
+    """Loss weight of each loop's prediction (sums to 1). half = the later half (bug 11)."""
+    if kind == "last":
+        w = [0.0] * (L - 1) + [1.0]
+    elif kind == "half":
+        w = [0.0 if l < L // 2 else 1.0 for l in range(L)]
+    elif kind == "all":
+        w = [1.0] * L
+    else:  # weighted: later loops count more
+        w = [float(l + 1) for l in range(L)]
+    total = sum(w)
+    return [x / total for x in w]
+
+
+class LoopLM(nn.Module):
+    def __init__(self, config: Config, vocab: Vocab):
+        super().__init__()
+        m = config.model
+        if len(vocab) != m.vocab_size:
+            raise ValueError(f"vocabulary has {len(vocab)} tokens, config says vocab_size={m.vocab_size}")
+        self.config, self.vocab = config, vocab
+        D = m.n_embd
+        n_buckets = 2 * m.relative_clip + 2 if m.position in ("relative", "windowed") else 0
+        self.wte = nn.Embedding(m.vocab_size, D)
+        self.wpe = nn.Embedding(m.max_seq_len, D) if m.position == "learned" else None
+        self.abacus = nn.Embedding(m.max_seq_len + m.abacus_max_offset, D) if m.position == "abacus" else None
+        self.step_emb = nn.Embedding(m.n_loops, D) if m.step_embedding else None
+        self.adapter = nn.Linear(2 * D, D, bias=False) if m.reinject == "adapter" else None
+        self.blocks = nn.ModuleList(Block(D, m.n_head, m.mlp_ratio, n_buckets, m.dropout)
+                                    for _ in range(1 if m.tied else m.n_loops))
+        self.ln_f = nn.LayerNorm(D)
+        self.lm_head = nn.Linear(D, m.vocab_size, bias=False)
+        self.lm_head.weight = self.wte.weight     # tied input/output embedding, as in nanoGPT
+        self.halt_head = nn.Linear(D, 1) if config.halting.mode == "gate" else None
+        self.drop = nn.Dropout(m.dropout)
+        self.apply(self._init)
+        if self.adapter is not None:              # start as "add": W [h; x0] = h + x0
+            with torch.no_grad():
+                self.adapter.weight.copy_(torch.cat([torch.eye(D), torch.eye(D)], dim=1))
+
+    @staticmethod
+    def _init(mod: nn.Module) -> None:
+        if isinstance(mod, nn.Linear):
+            nn.init.normal_(mod.weight, std=0.02)
+            if mod.bias is not None:
+                nn.init.zeros_(mod.bias)
+        elif isinstance(mod, nn.Embedding):
+            nn.init.normal_(mod.weight, std=0.02)
+
+    # ---- pieces ---------------------------------------------------------------------------
+    def context(self, idx: torch.Tensor, sig: torch.Tensor) -> Context:
+        m = self.config.model
+        windowed = m.position == "windowed"
+        bias = m.position in ("relative", "windowed")
+        allowed = None
+        if windowed or bias or m.prefix_bidirectional:
+            allowed = attention_mask(idx, sig, self.vocab, m.window if windowed else None,
+                                     m.prefix_bidirectional)
+        bucket = relative_bucket(sig, m.relative_clip) if bias else None
+        rope = rope_tables(idx.shape[1], m.n_embd // m.n_head, idx.device) if m.position == "rope" else None
+        return Context(allowed, bucket, rope)
+
+    def embed(self, idx: torch.Tensor, sig: torch.Tensor) -> torch.Tensor:
+        """x0 (B, T, D): token embedding plus the scheme's absolute position information."""
+        x = self.wte(idx)
+        m = self.config.model
+        if self.wpe is not None:
+            if idx.shape[1] > m.max_seq_len:
+                raise ValueError(f"sequence of {idx.shape[1]} tokens > max_seq_len {m.max_seq_len}")
+            x = x + self.wpe(torch.arange(idx.shape[1], device=idx.device))
+        if self.abacus is not None:
+            offset = (torch.randint(0, m.abacus_max_offset + 1, (idx.shape[0], 1), device=idx.device)
+                      if self.training else torch.zeros(idx.shape[0], 1, dtype=torch.long, device=idx.device))
+            index = (sig + offset).clamp(0, self.abacus.num_embeddings - 1)
+            x = x + self.abacus(index) * (sig >= 0).unsqueeze(-1)
+        return self.drop(x)
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        return self.lm_head(self.ln_f(h))
+
+    def block_input(self, h: torch.Tensor, x0: torch.Tensor, loop: int) -> torch.Tensor:
+        reinject = self.config.model.reinject
+        if reinject == "add":
+            h = h + x0
+        elif reinject == "adapter":
+            h = self.adapter(torch.cat([h, x0], dim=-1))
+        if self.step_emb is not None:
+            h = h + self.step_emb.weight[min(loop, self.step_emb.num_embeddings - 1)]
+        return h
+
+    def thresholds(self, idx: torch.Tensor, policy: HaltingConfig) -> torch.Tensor:
+        """(B, T) entropy threshold per token; wait-to-think: stricter at and after the trigger."""
+        thr = torch.full(idx.shape, policy.threshold, device=idx.device)
+        if policy.mode == "wait" and policy.trigger in self.vocab.chars:
+            after = (idx == self.vocab.id(policy.trigger)).long().cumsum(dim=1) > 0
+            thr = torch.where(after, torch.full_like(thr, policy.wait_threshold), thr)
+        return thr
+
+    # ---- the loop -------------------------------------------------------------------------
+    def forward(self, idx: torch.Tensor, targets: Optional[torch.Tensor] = None, *,
+                loops: Optional[int] = None, halting: Optional[HaltingConfig] = None) -> Output:
+        """idx (B, T) -> Output. `loops` and `halting` override the config at test time."""
+        cfg = self.config
+        L = loops or cfg.model.n_loops
+        if len(self.blocks) > 1 and L > len(self.blocks):
+            raise ValueError(f"GPT-L with {len(self.blocks)} blocks cannot run {L} loops")
+        policy = halting or cfg.halting
+        dynamic = not self.training and policy.mode != "fixed"
+        gate = policy.mode == "gate" and self.halt_head is not None
+        B, T = idx.shape
+        sig = significance(idx, self.vocab, cfg.data.format)
+        ctx = self.context(idx, sig)
+        x0 = self.embed(idx, sig)
+        real = idx != self.vocab.pad_id                            # (B, T) tokens that count
+        h = x0 if cfg.model.reinject == "none" else torch.zeros_like(x0)
+        active = real.clone()
+        steps = torch.zeros(B, T, dtype=torch.int32, device=idx.device)
+        thr = self.thresholds(idx, policy) if dynamic and not gate else None
+        weights = supervision_weights(cfg.train.supervision, L)
+        entropies, losses, halt_logits, applications = [], [], [], 0
+        for loop in range(L):
+            if self.training and cfg.train.tbptt and loop == L - cfg.train.tbptt:
+                h = h.detach()                                     # truncated BPTT window
+            new = self.blocks[loop if len(self.blocks) > 1 else 0](self.block_input(h, x0, loop), ctx)
+            applications += int(active.sum())
+            logits = self.head(new)
+            if dynamic:
+                h, active, steps, entropy = self._halt(logits, new, h, active, steps, thr, loop, policy,
+                                                       halt_logits)
+            else:
+                h, steps = new, steps + real.int()
+                entropy = dispatch.entropy(logits.detach().reshape(B * T, -1)).view(B, T)
+            entropies.append(entropy.detach())
+            if gate and not dynamic:
+                halt_logits.append(self.halt_head(new).squeeze(-1))
+            if targets is not None and self.training and (gate or weights[loop] > 0):
+                losses.append(self._ce(logits, targets, reduce=not gate))
+        logits = self.head(h)
+        ponder = None
+        loss = None
+        if targets is not None:
+            if not self.training:
+                loss = self._ce(logits, targets)
+            elif gate:
+                loss, ponder = self._ponder_loss(losses, halt_logits, targets, policy)
+            else:
+                loss = sum(w * l for w, l in zip((w for w in weights if w > 0), losses))
+        halt = Halting(steps, torch.stack(entropies), applications, int(real.sum()) * L, ponder)
+        return Output(logits, loss, halt)
+
+    def _halt(self, logits, new, h, active, steps, thr, loop, policy, lams):
+        """One loop's halting update for inference; the state of halted tokens stays put."""
+        B, T, D = new.shape
+        if policy.mode == "gate":
+            lams.append(torch.sigmoid(self.halt_head(new).squeeze(-1).float()))
+            # cumulative P(halted by this loop) = 1 - prod(1 - lambda)
+            survive = torch.stack([1 - x for x in lams]).prod(dim=0)
+            h = torch.where(active[..., None], new, h)
+            steps = steps + active.int()
+            entropy = dispatch.entropy(logits.detach().reshape(B * T, -1)).view(B, T)
+            if loop + 1 >= policy.min_loops:
+                active = active & ~((1 - survive) >= policy.gate_threshold)
+            return h, active, steps, entropy
+        if loop + 1 < policy.min_loops:
+            thr = torch.full_like(thr, -1.0)                      # nothing halts before min_loops
+        h2, a2, s2, ent = dispatch.halting_update(
+            logits.reshape(B * T, -1), new.reshape(B * T, D), h.reshape(B * T, D),
+            active.reshape(-1), steps.reshape(-1), thr.reshape(-1))
+        return h2.view(B, T, D), a2.view(B, T), s2.view(B, T), ent.view(B, T)
+
+    def _ce(self, logits: torch.Tensor, targets: torch.Tensor, reduce: bool = True) -> torch.Tensor:
+        flat = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                               ignore_index=IGNORE, reduction="mean" if reduce else "none")
+        return flat if reduce else flat.view(targets.shape)
+
+    def _ponder_loss(self, losses, halt_logits, targets, policy: HaltingConfig):
+        """PonderNet: expected loss under the halting distribution + beta * KL(p || geometric)."""
+        lam = torch.sigmoid(torch.stack(halt_logits).float())                 # (L, B, T)
+        L = lam.shape[0]
+        lam = torch.cat([lam[:-1], torch.ones_like(lam[-1:])])                 # halt at the last loop
+        survive = torch.cumprod(torch.cat([torch.ones_like(lam[:1]), 1 - lam[:-1]]), dim=0)
+        p = lam * survive                                                      # (L, B, T), sums to 1
+        mask = (targets != IGNORE).float()
+        n = mask.sum().clamp_min(1.0)
+        expected = (p * torch.stack(losses) * mask).sum() / n
+        prior = policy.gate_prior * (1 - policy.gate_prior) ** torch.arange(L, device=p.device)
+        prior = (prior / prior.sum()).view(L, 1, 1)
+        kl = (p * (torch.log(p.clamp_min(1e-9)) - torch.log(prior))).sum(dim=0)
+        return expected + policy.gate_beta * (kl * mask).sum() / n, p.detach()
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,135 @@
+"""The model: GPT-L parity, BPTT through every loop, halting, the forward contract."""
+import pytest
+import torch
+
+from looplm.config import Config, HaltingConfig
+from looplm.data import make_batch, problems
+from looplm.model import LoopLM, Output, supervision_weights
+from looplm.tokens import ADDITION
+
+
+def cfg(**model):
+    return Config().override(model={"n_embd": 32, "n_head": 4, "n_loops": 4, **model})
+
+
+def batch(n=8, digits=3, fmt="reversed"):
+    return make_batch(problems(n, 1, digits, seed=5), fmt)
+
+
+@pytest.mark.parametrize("position", ["learned", "rope", "nope", "abacus", "relative", "windowed"])
+def test_tied_gpt_equals_looplm(position):
+    torch.manual_seed(0)
+    c = cfg(position=position, reinject="none", step_embedding=False)
+    loop = LoopLM(c, ADDITION).eval()
+    gpt = LoopLM(c.override(model={"tied": False}), ADDITION).eval()
+    state = loop.state_dict()
+    gpt.load_state_dict({k: state[k if not k.startswith("blocks.") else "blocks.0." + k.split(".", 2)[2]]
+                         for k in gpt.state_dict()})
+    b = batch()
+    a, g = loop(b.idx), gpt(b.idx)
+    torch.testing.assert_close(a.logits, g.logits, rtol=1e-5, atol=1e-5)
+    assert len(gpt.blocks) == 4 and len(loop.blocks) == 1
+
+
+@pytest.mark.parametrize("reinject", ["none", "add", "adapter"])
+def test_gradient_reaches_the_state_entering_every_loop(reinject):
+    torch.manual_seed(0)
+    model = LoopLM(cfg(reinject=reinject), ADDITION)
+    inputs = []
+    model.blocks[0].register_forward_pre_hook(lambda m, a: (a[0].retain_grad(), inputs.append(a[0]))[1] and None)
+    b = batch()
+    model(b.idx, b.targets).loss.backward()
+    assert len(inputs) == 4
+    for i, x in enumerate(inputs):
+        assert x.grad is not None and x.grad.abs().sum() > 0, f"loop {i} is cut from the loss"
+
+
+def test_forward_contract_and_loss_in_both_modes():
+    model = LoopLM(cfg(), ADDITION)
+    b = batch()
+    for mode in (model.train, model.eval):
+        mode()
+        out = model(b.idx, b.targets)
+        assert isinstance(out, Output) and len(out) == 3
+        logits, loss, halting = out
+        assert logits.shape == (*b.idx.shape, len(ADDITION))
+        assert loss is not None and torch.isfinite(loss)
+        assert halting.steps.shape == b.idx.shape and halting.entropy.shape == (4, *b.idx.shape)
+    assert model(b.idx).loss is None
+
+
+def test_halted_tokens_keep_their_state():
+    torch.manual_seed(0)
+    model = LoopLM(cfg(), ADDITION).eval()
+    b = batch()
+    one = model(b.idx, loops=1)
+    # everything halts after the first loop: the final state must be the first loop's state
+    halt_all = HaltingConfig(mode="entropy", threshold=1e9)
+    out = model(b.idx, loops=4, halting=halt_all)
+    real = b.idx != ADDITION.pad_id
+    torch.testing.assert_close(out.logits[real], one.logits[real])
+    assert (out.halting.steps[real] == 1).all()
+    assert out.halting.applications == int(real.sum()) < out.halting.max_applications
+    # never halting is fixed depth
+    never = model(b.idx, loops=4, halting=HaltingConfig(mode="entropy", threshold=0.0))
+    torch.testing.assert_close(never.logits[real], model(b.idx, loops=4).logits[real])
+    assert never.halting.applications == never.halting.max_applications
+
+
+def test_partial_halting_freezes_exactly_the_halted_tokens():
+    torch.manual_seed(0)
+    model = LoopLM(cfg(), ADDITION).eval()
+    b = batch(16)
+    ent = model(b.idx, loops=4).halting.entropy            # (L, B, T)
+    thr = float(ent[0].median())                            # about half halt after loop 1
+    out = model(b.idx, loops=4, halting=HaltingConfig(mode="entropy", threshold=thr))
+    first = model(b.idx, loops=1).logits
+    halted_early = (out.halting.steps == 1) & (b.idx != ADDITION.pad_id)
+    assert 0 < halted_early.sum() < (b.idx != ADDITION.pad_id).sum()
+    torch.testing.assert_close(out.logits[halted_early], first[halted_early])
+
+
+def test_wait_to_think_is_stricter_after_the_trigger():
+    model = LoopLM(cfg(), ADDITION).eval()
+    b = batch()
+    thr = model.thresholds(b.idx, HaltingConfig(mode="wait", threshold=0.5, wait_threshold=0.01))
+    eq = (b.idx == ADDITION.id("=")).long().cumsum(1) > 0
+    assert (thr[eq] == 0.01).all() and (thr[~eq] == 0.5).all()
+
+
+def test_learned_gate_trains_and_halts():
+    torch.manual_seed(0)
+    c = cfg().override(halting={"mode": "gate", "gate_threshold": 0.5})
+    model = LoopLM(c, ADDITION)
+    b = batch()
+    out = model(b.idx, b.targets)
+    out.loss.backward()
+    assert model.halt_head.weight.grad.abs().sum() > 0
+    p = out.halting.ponder
+    torch.testing.assert_close(p.sum(0), torch.ones_like(p[0]))
+    model.eval()
+    assert model(b.idx).halting.steps.max() <= 4
+
+
+def test_supervision_weights():
+    assert supervision_weights("last", 4) == [0, 0, 0, 1]
+    assert supervision_weights("half", 12)[:6] == [0] * 6 and sum(supervision_weights("half", 12)) == pytest.approx(1)
+    assert supervision_weights("all", 4) == [0.25] * 4
+    w = supervision_weights("weighted", 4)
+    assert w == sorted(w) and sum(w) == pytest.approx(1)
+
+
+def test_truncated_bptt_cuts_early_loops():
+    model = LoopLM(cfg().override(train={"tbptt": 2}), ADDITION)
+    inputs = []
+    model.blocks[0].register_forward_pre_hook(lambda m, a: (a[0].requires_grad and a[0].retain_grad(), inputs.append(a[0]))[1] and None)
+    b = batch()
+    model(b.idx, b.targets).loss.backward()
+    grads = [x.grad is not None and x.grad.abs().sum() > 0 for x in inputs]
+    assert grads[-2:] == [True, True]
+
+
+def test_gpt_cannot_run_more_loops_than_blocks():
+    gpt = LoopLM(cfg(tied=False), ADDITION)
+    with pytest.raises(ValueError, match="cannot run 8 loops"):
+        gpt(batch().idx, loops=8)
