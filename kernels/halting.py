@@ -8,7 +8,7 @@
     state      (M, D)  float   the state entering the loop
     active     (M,)    bool    tokens still thinking at the start of the loop
     steps      (M,)    int32   loops applied so far
-    threshold  (M,)    float   per-token entropy threshold (nats); wait-to-think raises it per token
+    threshold  (M,)    float32 per-token entropy threshold (nats); wait-to-think raises it per token
 
     state'  = where(active, new_state, state)      halted tokens keep their state
     steps'  = steps + active                       this loop counted for tokens that ran it
@@ -18,14 +18,122 @@
               has entropy log(V) (nothing known, so it does not halt)
     active' = active & !(entropy < threshold)
 
-The cuTile kernel pads V to a power of two inside (bug 8) and masks the padded columns by the
-real V before exp (bug 5); it loads with tile indices, never element offsets (bug 7).
+The kernel pads V to a power of two inside the tile (bug 8) and masks the padded columns by
+the real V before exp (bug 5); its loads index the tile space, never element offsets (bug 7).
 """
-from __future__ import annotations
-
 import math
 
 import torch
+
+from .tile import ct, next_pow2, tile_kernel
+
+ConstInt = ct.Constant[int]
+ConstBool = ct.Constant[bool]
+INF = math.inf
+BLOCK_M = 32      # tokens per block
+MAX_BLOCK_D = 128  # state columns per tile; wider states loop over tiles
+MAX_V = 8192      # one tile holds the padded vocabulary; wider vocabularies use the reference
+
+
+def row_entropy(logits, V, log_v, BLOCK_V):
+    """(rows, BLOCK_V) logits padded past V -> (rows, 1) entropy in nats, never NaN.
+    A plain helper: cuTile compiles it as a tile function where a kernel calls it."""
+    x = ct.astype(logits, ct.float32)
+    real = ct.arange(BLOCK_V, dtype=ct.int32)[None, :] < V             # columns >= V are padding (bug 5)
+    posinf = real & (x == INF)
+    n_pos = ct.sum(ct.where(posinf, 1.0, 0.0), axis=1, keepdims=True)
+    xf = ct.where(real & (x < INF), x, -INF)                           # padding and +inf out
+    m = ct.max(xf, axis=1, keepdims=True)
+    has = m > -INF                                                     # any finite logit?
+    z = xf - ct.where(has, m, 0.0)
+    e = ct.exp(z)                                                      # exp(-inf) = 0
+    s = ct.maximum(ct.sum(e, axis=1, keepdims=True), 1e-38)
+    ez = ct.where(e > 0.0, e * z, 0.0)                                 # 0 * (-inf) would be NaN (bug 6)
+    h = ct.log(s) - ct.sum(ez, axis=1, keepdims=True) / s
+    h = ct.where(has, h, log_v)
+    h = ct.where(n_pos > 0.0, ct.log(ct.maximum(n_pos, 1.0)), h)
+    return ct.maximum(h, 0.0)
+
+
+@tile_kernel()
+def halting_update_kernel(logits, new_state, state, active, steps, threshold,
+                          state_out, active_out, steps_out, entropy_out, log_v: float,
+                          V: ConstInt, D: ConstInt, BLOCK_M: ConstInt, BLOCK_V: ConstInt,
+                          BLOCK_D: ConstInt, WITH_STATE: ConstBool):
+    """One block: BLOCK_M tokens. logits (M, V); states (M, D); per-token vectors (M,)."""
+    bid = ct.bid(0)
+    # (BLOCK_M, BLOCK_V): tile index (bid, 0), never (bid * BLOCK_M, 0)
+    x = ct.load(logits, index=(bid, 0), shape=(BLOCK_M, BLOCK_V), padding_mode=ct.PaddingMode.NEG_INF)
+    h = ct.reshape(row_entropy(x, V, log_v, BLOCK_V), (BLOCK_M,))
+    ct.store(entropy_out, index=(bid,), tile=h)
+    if WITH_STATE:
+        act = ct.load(active, index=(bid,), shape=(BLOCK_M,), padding_mode=ct.PaddingMode.ZERO)
+        thr = ct.load(threshold, index=(bid,), shape=(BLOCK_M,), padding_mode=ct.PaddingMode.ZERO)
+        st = ct.load(steps, index=(bid,), shape=(BLOCK_M,), padding_mode=ct.PaddingMode.ZERO)
+        ct.store(steps_out, index=(bid,), tile=st + ct.where(act, 1, 0))
+        ct.store(active_out, index=(bid,), tile=ct.where(h < thr, False, act))
+        for j in range(ct.cdiv(D, BLOCK_D)):
+            new = ct.load(new_state, index=(bid, j), shape=(BLOCK_M, BLOCK_D), padding_mode=ct.PaddingMode.ZERO)
+            old = ct.load(state, index=(bid, j), shape=(BLOCK_M, BLOCK_D), padding_mode=ct.PaddingMode.ZERO)
+            ct.store(state_out, index=(bid, j), tile=ct.where(act[:, None], new, old))
+
+
+def tiles_for(M: int, V: int, D: int) -> dict[str, int]:
+    """Tile sizes for a shape: all powers of two; V padded up inside one tile."""
+    return {"BLOCK_M": BLOCK_M, "BLOCK_V": next_pow2(V), "BLOCK_D": min(next_pow2(D), MAX_BLOCK_D)}
+
+
+def supported(V: int) -> bool:
+    return V <= MAX_V
+
+
+def _launch(logits, new_state, state, active, steps, threshold, with_state: bool, out=None):
+    """Launch over ceil(M / BLOCK_M) blocks. `out=((state', active', steps'), entropy)` lets a
+    caller pass pre-poisoned buffers (the tile-index probe does)."""
+    M, V = logits.shape
+    D = new_state.shape[1] if with_state else 1
+    t = tiles_for(M, V, D)
+    dev = logits.device
+    entropy = out[1] if out else torch.empty(M, dtype=torch.float32, device=dev)
+    if with_state:
+        outs = out[0] if out else (torch.empty_like(state), torch.empty_like(active), torch.empty_like(steps))
+        ins = (new_state.contiguous(), state.contiguous(), active.contiguous(), steps.contiguous(),
+               threshold.float().contiguous())
+    else:  # entropy only: the state arguments are never read
+        dummy2, dummy1 = torch.zeros(1, 1, device=dev), torch.zeros(1, device=dev)
+        outs = (dummy2, torch.zeros(1, dtype=torch.bool, device=dev), torch.zeros(1, dtype=torch.int32, device=dev))
+        ins = (dummy2, dummy2, outs[1], outs[2], dummy1)
+    grid = (-(-M // t["BLOCK_M"]),)
+    halting_update_kernel.launch(grid, (logits.contiguous(), *ins, *outs, entropy, math.log(V), V, D,
+                                        t["BLOCK_M"], t["BLOCK_V"], t["BLOCK_D"], with_state))
+    return outs, entropy
+
+
+def aot_signatures(M: int, V: int, D: int):
+    """(kernel, AOT parameter constraints) for a declared shape: fp32 or bf16 logits (bf16 under
+    autocast) with an fp32 state, with and without the state update."""
+    from .tile import array, scalar
+    t = tiles_for(M, V, D)
+    out = []
+    f32 = torch.float32
+    for dt in (f32, torch.bfloat16):
+        for with_state in (True, False):
+            out.append((halting_update_kernel, [
+                array(dt, 2), array(f32, 2), array(f32, 2), array(torch.bool, 1), array(torch.int32, 1),
+                array(f32, 1), array(f32, 2), array(torch.bool, 1), array(torch.int32, 1),
+                array(torch.float32, 1), scalar(torch.float32), V, D, t["BLOCK_M"], t["BLOCK_V"], t["BLOCK_D"],
+                with_state]))
+    return out
+
+
+def halting_update_cutile(logits, new_state, state, active, steps, threshold):
+    """Host wrapper (same signature as the reference); emulated when the tensors are on the CPU."""
+    (state_out, active_out, steps_out), entropy = _launch(logits, new_state, state, active, steps, threshold, True)
+    return state_out, active_out, steps_out, entropy
+
+
+def entropy_cutile(logits: torch.Tensor) -> torch.Tensor:
+    return _launch(logits, None, None, None, None, None, False)[1]
 
 
 def entropy_reference(logits: torch.Tensor) -> torch.Tensor:
@@ -37,20 +145,34 @@ def entropy_reference(logits: torch.Tensor) -> torch.Tensor:
     m = finite_or_neg.amax(dim=-1, keepdim=True)
     has_finite = torch.isfinite(m)
     z = torch.where(has_finite, finite_or_neg - torch.where(has_finite, m, 0.0), torch.full_like(x, -math.inf))
-    e = z.exp()                                                   # exp(-inf) = 0
-    s = e.sum(dim=-1)
-    ez = torch.where(e > 0, e * z, torch.zeros_like(e))           # 0 * (-inf) would be NaN
-    h = torch.log(s.clamp_min(1e-38)) - ez.sum(dim=-1) / s.clamp_min(1e-38)
+    e = z.exp()
+    s = e.sum(dim=-1).clamp_min(1e-38)
+    ez = torch.where(e > 0, e * z, torch.zeros_like(e))
+    h = torch.log(s) - ez.sum(dim=-1) / s
     h = torch.where(has_finite.squeeze(-1), h, torch.full_like(h, math.log(x.shape[-1])))
     h = torch.where(n_posinf > 0, torch.log(n_posinf.clamp_min(1).float()), h)
     return h.clamp_min(0.0)
 
 
-def halting_update_reference(logits: torch.Tensor, new_state: torch.Tensor, state: torch.Tensor,
-                             active: torch.Tensor, steps: torch.Tensor, threshold: torch.Tensor):
+def halting_update_reference(logits, new_state, state, active, steps, threshold):
     """PyTorch reference of the halting update (same signature as the cuTile wrapper)."""
     entropy = entropy_reference(logits)
     state = torch.where(active[:, None], new_state, state)
     steps = steps + active.to(steps.dtype)
     active = active & ~(entropy < threshold)
     return state, active, steps, entropy
+
+
+def entropy_oracle(logits: torch.Tensor) -> torch.Tensor:
+    """float64 ground truth (same definition, double precision, via softmax/log_softmax)."""
+    x = logits.double()
+    posinf = torch.isposinf(x)
+    n = posinf.sum(-1)
+    finite = torch.where(posinf, torch.full_like(x, -math.inf), x)
+    m = finite.amax(-1, keepdim=True)
+    ok = torch.isfinite(m)
+    z = torch.where(ok, finite - torch.where(ok, m, 0.0), torch.full_like(x, -math.inf))
+    p = torch.softmax(z, dim=-1)
+    h = -(torch.where(p > 0, p * torch.log_softmax(z, dim=-1), torch.zeros_like(p))).sum(-1)
+    h = torch.where(ok.squeeze(-1), h, torch.full_like(h, math.log(x.shape[-1])))
+    return torch.where(n > 0, torch.log(n.clamp_min(1).double()), h).clamp_min(0.0)

@@ -70,8 +70,8 @@ class TrainConfig(_Frozen):
     grad_clip: float = Field(1.0, ge=0.0)        # 0 = no clipping
     seed: int = 1337
     eval_interval: int = Field(100, ge=1)
-    eval_problems: int = Field(512, ge=1)
-    target_accuracy: Optional[float] = Field(0.998, gt=0.0, le=1.0)  # stop once reached
+    eval_problems: int = Field(1024, ge=1)
+    target_accuracy: Optional[float] = Field(0.999, gt=0.0, le=1.0)  # stop once reached
     time_limit_s: Optional[float] = Field(None, gt=0.0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"   # auto: bf16 on GPU, fp32 on CPU

@@ -21,15 +21,16 @@ import torch.nn.functional as F
 from kernels import dispatch
 from .config import Config, HaltingConfig
 from .data import IGNORE
-from .positions import apply_rope, attention_mask, relative_bucket, rope_tables, significance
+from .positions import apply_rope, attention_mask, prompt_length, relative_bucket, rope_tables, significance
 from .tokens import Vocab
 
 
 class Halting(NamedTuple):
     steps: torch.Tensor          # (B, T) loops applied to each token
-    entropy: torch.Tensor        # (L, B, T) prediction entropy after each loop, nats (detached)
-    applications: int            # block-token applications the non-pad tokens needed
-    max_applications: int        # ... and what running every token for all L loops would use
+    entropy: torch.Tensor        # (L, B, T) prediction entropy after each loop, nats (detached);
+                                 # (0, B, T) when not recorded (fixed depth without trace=True)
+    applications: torch.Tensor   # () block-token applications the non-pad tokens needed
+    max_applications: torch.Tensor  # () ... and what running every token for all L loops would use
     ponder: Optional[torch.Tensor] = None  # learned gate: (L, B, T) halting distribution
 
 
@@ -44,6 +45,11 @@ class Context(NamedTuple):
     allowed: Optional[torch.Tensor]   # (B, 1, T, T) bool, None = plain causal
     bucket: Optional[torch.Tensor]    # (B, T, T) relative-bias bucket, None = no bias
     rope: Optional[tuple[torch.Tensor, torch.Tensor]]
+    sig: torch.Tensor                 # (B, T) significance; with plen, what the cuTile kernel takes
+    plen: torch.Tensor                # (B,) prompt length (tokens up to the first '=')
+    window: Optional[int]
+    clip: int
+    prefix: bool
 
 
 class Attention(nn.Module):
@@ -60,6 +66,10 @@ class Attention(nn.Module):
         q, k, v = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)  # (B, H, T, hd)
         if ctx.rope is not None:
             q, k = apply_rope(q, *ctx.rope), apply_rope(k, *ctx.rope)
+        if not self.training and dispatch.attention_on_cutile(q):
+            y = dispatch.loop_attention(q, k, v, ctx.sig, ctx.plen, self.rel_bias if ctx.bucket is not None else None,
+                                        window=ctx.window, clip=ctx.clip, prefix=ctx.prefix)
+            return self.proj(y.transpose(1, 2).reshape(B, T, C))
         mask = None
         if ctx.bucket is not None:
             bias = self.rel_bias[:, ctx.bucket].permute(1, 0, 2, 3)   # (B, H, T, T)
@@ -79,7 +89,8 @@ class Block(nn.Module):
         self.ln1 = nn.LayerNorm(n_embd)
         self.attn = Attention(n_embd, n_head, n_buckets, dropout)
         self.ln2 = nn.LayerNorm(n_embd)
-        self.mlp = nn.Sequential(nn.Linear(n_embd, mlp_ratio * n_embd), nn.GELU(),
+        # tanh-GELU (as GPT-2): the cuTile kernels compute exactly this (tile code has tanh, no erf)
+        self.mlp = nn.Sequential(nn.Linear(n_embd, mlp_ratio * n_embd), nn.GELU(approximate="tanh"),
                                  nn.Linear(mlp_ratio * n_embd, n_embd), nn.Dropout(dropout))
 
     def forward(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
@@ -147,7 +158,8 @@ class LoopLM(nn.Module):
                                      m.prefix_bidirectional)
         bucket = relative_bucket(sig, m.relative_clip) if bias else None
         rope = rope_tables(idx.shape[1], m.n_embd // m.n_head, idx.device) if m.position == "rope" else None
-        return Context(allowed, bucket, rope)
+        return Context(allowed, bucket, rope, sig, prompt_length(idx, self.vocab), m.window if windowed else None,
+                       m.relative_clip, m.prefix_bidirectional)
 
     def embed(self, idx: torch.Tensor, sig: torch.Tensor) -> torch.Tensor:
         """x0 (B, T, D): token embedding plus the scheme's absolute position information."""
@@ -187,13 +199,20 @@ class LoopLM(nn.Module):
 
     # ---- the loop -------------------------------------------------------------------------
     def forward(self, idx: torch.Tensor, targets: Optional[torch.Tensor] = None, *,
-                loops: Optional[int] = None, halting: Optional[HaltingConfig] = None) -> Output:
-        """idx (B, T) -> Output. `loops` and `halting` override the config at test time."""
+                loops: Optional[int] = None, halting: Optional[HaltingConfig] = None, trace: bool = False) -> Output:
+        """idx (B, T) -> Output. `loops` and `halting` override the config at test time; `trace`
+        records every loop's entropy even at fixed depth (halting records it anyway).
+        Nothing in the loop waits for the GPU: counts stay tensors (CUDA graphs can capture it)."""
         cfg = self.config
         L = loops or cfg.model.n_loops
         if len(self.blocks) > 1 and L > len(self.blocks):
             raise ValueError(f"GPT-L with {len(self.blocks)} blocks cannot run {L} loops")
         policy = halting or cfg.halting
+        if not self.training and not torch.is_grad_enabled() and not trace:
+            fused = dispatch.looped_inference(self, idx, L, policy)   # one cuTile launch for all loops
+            if fused is not None:
+                logits, steps, halt = fused
+                return Output(logits, self._ce(logits, targets) if targets is not None else None, halt)
         dynamic = not self.training and policy.mode != "fixed"
         gate = policy.mode == "gate" and self.halt_head is not None
         B, T = idx.shape
@@ -206,25 +225,30 @@ class LoopLM(nn.Module):
         steps = torch.zeros(B, T, dtype=torch.int32, device=idx.device)
         thr = self.thresholds(idx, policy) if dynamic and not gate else None
         weights = supervision_weights(cfg.train.supervision, L)
-        entropies, losses, halt_logits, applications = [], [], [], 0
+        entropies, losses, halt_logits = [], [], []
+        applications = torch.zeros((), dtype=torch.long, device=idx.device)
         for loop in range(L):
             if self.training and cfg.train.tbptt and loop == L - cfg.train.tbptt:
                 h = h.detach()                                     # truncated BPTT window
             new = self.blocks[loop if len(self.blocks) > 1 else 0](self.block_input(h, x0, loop), ctx)
-            applications += int(active.sum())
-            logits = self.head(new)
+            applications = applications + active.sum()
+            supervised = targets is not None and self.training and (gate or weights[loop] > 0)
+            # a loop's own prediction is needed to halt on it, to supervise it, or to trace it
+            logits = self.head(new) if (dynamic or supervised or trace) else None
             if dynamic:
                 h, active, steps, entropy = self._halt(logits, new, h, active, steps, thr, loop, policy,
                                                        halt_logits)
             else:
                 h, steps = new, steps + real.int()
-                entropy = dispatch.entropy(logits.detach().reshape(B * T, -1)).view(B, T)
-            entropies.append(entropy.detach())
+                entropy = dispatch.entropy(logits.detach().reshape(B * T, -1)).view(B, T) if trace else None
+            if entropy is not None:
+                entropies.append(entropy.detach())
             if gate and not dynamic:
                 halt_logits.append(self.halt_head(new).squeeze(-1))
-            if targets is not None and self.training and (gate or weights[loop] > 0):
+            if supervised:
                 losses.append(self._ce(logits, targets, reduce=not gate))
         logits = self.head(h)
+        ent = torch.stack(entropies) if entropies else torch.empty(0, B, T, device=idx.device)
         ponder = None
         loss = None
         if targets is not None:
@@ -234,7 +258,7 @@ class LoopLM(nn.Module):
                 loss, ponder = self._ponder_loss(losses, halt_logits, targets, policy)
             else:
                 loss = sum(w * l for w, l in zip((w for w in weights if w > 0), losses))
-        halt = Halting(steps, torch.stack(entropies), applications, int(real.sum()) * L, ponder)
+        halt = Halting(steps, ent, applications, real.sum() * L, ponder)
         return Output(logits, loss, halt)
 
     def _halt(self, logits, new, h, active, steps, thr, loop, policy, lams):

@@ -52,6 +52,15 @@ def significance(idx: torch.Tensor, vocab: Vocab, fmt: str) -> torch.Tensor:
     return torch.where(is_digit, length - 1 - in_run, torch.full_like(idx, -1))
 
 
+def prompt_length(idx: torch.Tensor, vocab: Vocab) -> torch.Tensor:
+    """(B,) tokens up to and including the first '=' (0 when there is none)."""
+    if not vocab.is_addition:
+        return torch.zeros(idx.shape[0], dtype=torch.long, device=idx.device)
+    eq = idx == vocab.id(EQUALS)
+    first = torch.where(eq.any(dim=1), eq.int().argmax(dim=1) + 1, torch.zeros_like(eq[:, 0], dtype=torch.long))
+    return first.long()
+
+
 def attention_mask(idx: torch.Tensor, sig: torch.Tensor, vocab: Vocab, window: int | None,
                    prefix_bidirectional: bool) -> torch.Tensor:
     """(B, 1, T, T) bool, True where query t may attend to key s."""

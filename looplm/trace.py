@@ -23,7 +23,7 @@ def thinking_trace(model: LoopLM, problem: Problem, *, loops: Optional[int] = No
     answer = generate(model, [prompt], max_new=len(truth) + 2, loops=loops, halting=halting)[0]
     text = prompt + answer
     idx = torch.tensor([model.vocab.encode(text[:-1] if len(text) > 1 else text)])
-    out = model(idx, loops=loops, halting=halting)
+    out = model(idx, loops=loops, halting=halting, trace=True)
     return {"problem": {"a": problem.a, "b": problem.b}, "format": fmt, "prompt": prompt,
             "answer": answer, "correct": answer == truth, "tokens": list(model.vocab.decode(idx[0])),
             "predicts": list(text[1:]), "entropy": out.halting.entropy[:, 0].tolist(),

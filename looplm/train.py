@@ -197,6 +197,10 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     ap.add_argument("--max-iters", type=int)
     ap.add_argument("--device", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--gate", type=Path, metavar="SPEC", help="run SPEC's gating steps first (rank 0; all ranks obey)")
+    ap.add_argument("--no-gate", action="store_true", help="skip the gate (needs --reason; recorded)")
+    ap.add_argument("--reason", help="why the gate is bypassed")
+    ap.add_argument("--rca", type=Path, help="RCA store for gate drafts and bypasses")
     return ap.parse_args(argv)
 
 
@@ -206,13 +210,37 @@ def config_from(args: argparse.Namespace) -> Config:
     return cfg.override(train=over) if over else cfg
 
 
+def run_gate_once(args: argparse.Namespace, cfg: Config, world) -> Optional[str]:
+    """The gate runs on rank 0 only; every rank gets its verdict (None = go, else the reason)."""
+    verdict = None
+    if world is None or world.is_main:
+        if args.no_gate:
+            from verifier.gate import record_bypass
+            rec = record_bypass(args.reason or "(no reason given)", "python -m looplm.train " + " ".join(sys.argv[1:]), args.rca)
+            print(f"gate bypassed; recorded as {rec.id}", file=sys.stderr)
+        elif args.gate:
+            import dsl
+            from verifier import Target
+            from verifier.gate import gate
+            v = gate(Target(spec=dsl.load(args.gate), config=cfg), spec_name=str(args.gate), rca_path=args.rca)
+            verdict = None if v.passed else v.summary()
+    return world.agree(verdict) if world is not None else verdict
+
+
 def main(argv: Optional[list[str]] = None) -> int:
-    """Entry point for `python -m looplm.train` and torchrun (no gate: `looplm train` gates)."""
+    """Entry point for `python -m looplm.train` and torchrun; `--gate SPEC` gates on rank 0."""
     from .distributed import World, launched_by_torchrun
     args = parse_args(argv)
+    if args.no_gate and not args.reason:
+        print("error: --no-gate needs --reason TEXT", file=sys.stderr)
+        return 2
     cfg = config_from(args)
     world = World.from_env(cfg.train.device) if launched_by_torchrun() else None
     try:
+        refused = run_gate_once(args, cfg, world)
+        if refused:
+            print(f"[rank {world.rank if world else 0}] {refused}", file=sys.stderr)
+            return 1
         summary = train(cfg, args.out, resume=args.resume, dist=world)
     finally:
         if world:

@@ -20,6 +20,14 @@ TINY = {"model": {"n_embd": 48, "n_head": 4, "n_loops": 4},
         "data": {"max_digits": 2}}
 
 
+@pytest.fixture(autouse=True)
+def _private_stores(tmp_path, monkeypatch):
+    """RCA drafts and learned facts written by tests go to a temporary place, never the repo."""
+    monkeypatch.setenv("LOOPLM_RCA", str(tmp_path / "rca.jsonl"))
+    monkeypatch.setenv("LOOPLM_KB", str(tmp_path / "facts.jsonl"))
+    monkeypatch.setenv("LOOPLM_CACHE", str(tmp_path.parent / "looplm-cache"))
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """(summary, run dir) of one trained tiny model."""
@@ -29,3 +37,21 @@ def tiny_run(tmp_path_factory):
     summary = train(Config.model_validate(TINY), out)
     assert summary["val_accuracy"] >= 0.99, summary
     return summary, out
+
+
+def _gpu_ready() -> tuple[bool, str]:
+    import torch
+    if not torch.cuda.is_available():
+        return False, "no CUDA GPU here (run on the H100: see README, 'Running on the GPU')"
+    from kernels.tile import HAVE_CUTILE
+    return (True, "") if HAVE_CUTILE else (False, "cuda.tile is not importable")
+
+
+def pytest_collection_modifyitems(config, items):
+    ok, why = _gpu_ready()
+    if ok:
+        return
+    skip = pytest.mark.skip(reason=why)
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

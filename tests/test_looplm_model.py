@@ -54,7 +54,8 @@ def test_forward_contract_and_loss_in_both_modes():
         logits, loss, halting = out
         assert logits.shape == (*b.idx.shape, len(ADDITION))
         assert loss is not None and torch.isfinite(loss)
-        assert halting.steps.shape == b.idx.shape and halting.entropy.shape == (4, *b.idx.shape)
+        assert halting.steps.shape == b.idx.shape and halting.entropy.shape == (0, *b.idx.shape)
+        assert model(b.idx, b.targets, trace=True).halting.entropy.shape == (4, *b.idx.shape)
     assert model(b.idx).loss is None
 
 
@@ -80,7 +81,7 @@ def test_partial_halting_freezes_exactly_the_halted_tokens():
     torch.manual_seed(0)
     model = LoopLM(cfg(), ADDITION).eval()
     b = batch(16)
-    ent = model(b.idx, loops=4).halting.entropy            # (L, B, T)
+    ent = model(b.idx, loops=4, trace=True).halting.entropy            # (L, B, T)
     thr = float(ent[0].median())                            # about half halt after loop 1
     out = model(b.idx, loops=4, halting=HaltingConfig(mode="entropy", threshold=thr))
     first = model(b.idx, loops=1).logits

@@ -74,8 +74,8 @@ system LoopLM {
     param grad_clip: float = 1.0 in 0.0..1000.0
     param seed: int = 1337
     param eval_interval: int = 100 in 1..1000000
-    param eval_problems: int = 512 in 1..1000000
-    param target_accuracy: float = 0.998 in 0.0..1.0 "stop once held-out accuracy reaches it"
+    param eval_problems: int = 1024 in 1..1000000
+    param target_accuracy: float = 0.999 in 0.0..1.0 "stop once held-out accuracy reaches it"
     param time_limit_s: float
     param device: enum = auto in [auto, cpu, cuda]
     param dtype: enum = auto in [auto, float32, bfloat16] "auto: bf16 autocast on GPU, fp32 on CPU"
@@ -109,7 +109,7 @@ system LoopLM {
     reference: halting_update_reference
     description: "entropy of each row's softmax over the real vocabulary; update active mask, step counters and state"
     dtype: float32
-    tiles: {BLOCK_M: 16, BLOCK_V: 16, BLOCK_D: 64}
+    tiles: {BLOCK_M: 32, MAX_BLOCK_D: 128}
     padding: neg_inf
     reduction: entropy
     mask_columns_by: V
@@ -129,14 +129,14 @@ system LoopLM {
     reference: loop_attention_reference
     description: "causal attention with digit-significance bias and hard window, online softmax, x0 fused"
     dtype: bfloat16
-    tiles: {BLOCK_M: 64, BLOCK_N: 64}
+    tiles: {MAX_TILE: 64, MIN_TILE: 16}
     padding: neg_inf
     reduction: attention
     index_units: tiles
     shapes: [
       {B: 8, H: 4, T: 48, D: 16},
-      {B: 1024, H: 4, T: 40, D: 64},
-      {B: 64, H: 4, T: 300, D: 64},
+      {B: 1024, H: 4, T: 40, D: 32},
+      {B: 16, H: 4, T: 3000, D: 32},
     ]
     archs: [sm_80, sm_90, sm_100, sm_120]
   }
@@ -147,12 +147,12 @@ system LoopLM {
     reference: looped_block_reference
     description: "persistent: all L loops of the shared block for a group of short sequences in one launch"
     dtype: bfloat16
-    tiles: {BLOCK_T: 64, BLOCK_D: 64}
+    tiles: {CHUNK: 64}
     padding: neg_inf
     reduction: loop
     index_units: tiles
-    shapes: [{B: 1024, T: 40, D: 64, H: 4, V: 14}]
-    limits: {T: 64, D: 64}
+    shapes: [{B: 64, T: 40, D: 64, H: 4, V: 14}, {B: 1024, T: 40, D: 128, H: 4, V: 14}]
+    limits: {T: 64, D: 128}
     archs: [sm_80, sm_90, sm_100, sm_120]
   }
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import typer
 
-from . import model, spec
+from . import kernels, model, rca, spec, verify
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="LoopLM-Spec: spec-driven verification for looped transformers and their kernels.")
@@ -11,6 +11,12 @@ app.add_typer(spec.app, name="spec")
 app.command("train")(model.train_cmd)
 app.command("eval")(model.eval_cmd)
 app.command("trace")(model.trace_cmd)
+app.command("verify")(verify.verify)
+app.command("gate", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(verify.gate)
+app.command("claims")(verify.claims)
+app.command("diagnose")(verify.diagnose_cmd)
+app.add_typer(rca.app, name="rca")
+app.add_typer(kernels.app, name="kernels")
 
 
 def main() -> None:

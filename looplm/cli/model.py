@@ -2,18 +2,23 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+import dsl
 from looplm import checkpoint
 from looplm.config import Config, HaltingConfig
 from looplm.data import Problem
 from looplm.evaluate import FormatMismatch, evaluate
 from looplm.trace import heatmap, thinking_trace
 from looplm.train import pick_device, train as run_training
+from verifier import Target
+from verifier.gate import gate as run_gate, record_bypass
 
 from .common import EXIT_FAIL, UsageError, existing, fail, out, user_errors
 
@@ -41,12 +46,40 @@ def train_with_progress(cfg: Config, out_dir: Path, resume: bool) -> dict:
 def train_cmd(config: Optional[Path] = typer.Option(None, help="JSON overrides of the default config."),
               out_dir: Path = typer.Option(Path("runs/default"), "--out", help="Writes ckpt.pt and trace.jsonl here."),
               max_iters: Optional[int] = typer.Option(None, min=1), device: Optional[str] = typer.Option(None),
-              resume: bool = typer.Option(False, help="Continue from OUT/ckpt.pt.")) -> None:
-    """Train a LoopLM (defaults: a tiny model on 1-4 digit reversed addition, on the CPU)."""
+              resume: bool = typer.Option(False, help="Continue from OUT/ckpt.pt."),
+              spec: Path = typer.Option(dsl.BUNDLED, help="Spec whose gating steps must pass first."),
+              no_gate: bool = typer.Option(False, "--no-gate", help="Skip the gate (needs --reason; recorded)."),
+              reason: Optional[str] = typer.Option(None, help="Why the gate is bypassed."),
+              rca_path: Optional[Path] = typer.Option(None, "--rca", help="RCA store for drafts and bypasses."),
+              nproc: int = typer.Option(1, min=1, help="Processes: >1 runs data-parallel under torchrun.")) -> None:
+    """Train a LoopLM (defaults: a tiny model on 1-4 digit reversed addition, on the CPU), after the spec's gate."""
     with user_errors():
+        if no_gate and not reason:
+            raise UsageError("--no-gate needs --reason TEXT (the bypass is recorded)")
         cfg = load_config(config, max_iters, device)
+        if nproc > 1:
+            launch_torchrun(nproc, config, out_dir, max_iters, device, resume, spec, no_gate, reason, rca_path)
+        if no_gate:
+            rec = record_bypass(reason, "looplm train " + " ".join(sys.argv[2:]), rca_path)
+            out.print(f"gate bypassed ({reason}); recorded as {rec.id}")
+        else:
+            verdict = run_gate(Target(spec=dsl.load(existing(spec)), config=cfg), spec_name=str(spec), rca_path=rca_path)
+            out.print(verdict.summary(), markup=False)
+            if not verdict.passed:
+                raise typer.Exit(EXIT_FAIL)
         summary = train_with_progress(cfg, out_dir, resume)
         out.print_json(json.dumps(summary))
+
+
+def launch_torchrun(nproc, config, out_dir, max_iters, device, resume, spec, no_gate, reason, rca_path) -> None:
+    """Replace this process with `torchrun --nproc_per_node N -m looplm.train ...` (gate on rank 0)."""
+    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+            "-m", "looplm.train", "--out", str(out_dir)]
+    for flag, value in (("--config", config), ("--max-iters", max_iters), ("--device", device), ("--rca", rca_path)):
+        if value is not None:
+            args += [flag, str(value)]
+    args += ["--resume"] * resume + (["--no-gate", "--reason", reason] if no_gate else ["--gate", str(spec)])
+    os.execv(sys.executable, args)
 
 
 def parse_digits(digits: str) -> list[int]:

@@ -1,0 +1,149 @@
+"""Loop-step attention: causal attention with a digit-significance bias and a hard window,
+online-softmax (flash) style, for every position scheme the model uses.
+
+    loop_attention(q, k, v, sig, plen, bias=None, *, window=None, clip=3, prefix=False) -> out
+
+    q, k, v  (B, H, T, HD)  bf16 or fp32; HD a power of two (16, 32, 64, 128)
+    sig      (B, T)  int32  digit significance, -1 for non-digits (looplm.positions.significance)
+    plen     (B,)    int32  prompt length (tokens up to and including the first '=')
+    bias     (H, 2*clip+2) fp32 per-head bias by clipped significance difference; the last
+                            bucket is for non-digit keys (None: no bias)
+    window   keys that are digits are visible only within +-window significance places (None: all)
+    prefix   prompt tokens attend to each other both ways (normal-order addition)
+    out      (B, H, T, HD)  same dtype as q
+
+Mask: key <= query (or both in the prompt, with prefix), and within the window unless the key
+is not a digit. A query tile whose keys are all masked so far keeps m = -inf; the exponentials
+use m = 0 then, so no (-inf) - (-inf) NaN appears (bug 6).
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .tile import ct, next_pow2, tile_kernel
+
+ConstInt = ct.Constant[int]
+ConstBool = ct.Constant[bool]
+INF = math.inf
+MAX_TILE, MIN_TILE = 64, 16   # query/key tiles: the power of two covering T, clamped to these
+
+
+@tile_kernel()
+def loop_attention_kernel(Q, K, V, SIG, PLEN, BIAS, OUT, scale: float,
+                          H: ConstInt, HD: ConstInt, BLOCK_M: ConstInt, BLOCK_N: ConstInt, CLIP: ConstInt,
+                          WINDOW: ConstInt, USE_BIAS: ConstBool, PREFIX: ConstBool):
+    """grid (cdiv(T, BLOCK_M), B * H): one query tile of one head of one sequence."""
+    bm = ct.bid(0)
+    b = ct.bid(1) // H
+    h = ct.bid(1) % H
+    T = Q.shape[2]
+    q = ct.reshape(ct.load(Q, index=(b, h, bm, 0), shape=(1, 1, BLOCK_M, HD), padding_mode=ct.PaddingMode.ZERO),
+                   (BLOCK_M, HD))
+    q_pos = bm * BLOCK_M + ct.arange(BLOCK_M, dtype=ct.int32)
+    sig_q = ct.reshape(ct.load(SIG, index=(b, bm), shape=(1, BLOCK_M), padding_mode=ct.PaddingMode.ZERO), (BLOCK_M,))
+    plen = ct.load(PLEN, index=(b,), shape=())
+    m_i = ct.full((BLOCK_M, 1), -INF, dtype=ct.float32)
+    l_i = ct.full((BLOCK_M, 1), 0.0, dtype=ct.float32)
+    acc = ct.full((BLOCK_M, HD), 0.0, dtype=ct.float32)
+    if PREFIX:
+        n_tiles = ct.cdiv(T, BLOCK_N)
+    else:
+        n_tiles = ct.cdiv(min((bm + 1) * BLOCK_M, T), BLOCK_N)     # causal: later key tiles are masked
+    for j in range(n_tiles):
+        k = ct.reshape(ct.load(K, index=(b, h, j, 0), shape=(1, 1, BLOCK_N, HD), padding_mode=ct.PaddingMode.ZERO),
+                       (BLOCK_N, HD))
+        v = ct.reshape(ct.load(V, index=(b, h, j, 0), shape=(1, 1, BLOCK_N, HD), padding_mode=ct.PaddingMode.ZERO),
+                       (BLOCK_N, HD))
+        s = ct.mma(q, ct.transpose(k), ct.full((BLOCK_M, BLOCK_N), 0.0, dtype=ct.float32)) * scale
+        k_pos = j * BLOCK_N + ct.arange(BLOCK_N, dtype=ct.int32)
+        sig_k = ct.reshape(ct.load(SIG, index=(b, j), shape=(1, BLOCK_N), padding_mode=ct.PaddingMode.ZERO),
+                           (BLOCK_N,))
+        ok = k_pos[None, :] <= q_pos[:, None]
+        if PREFIX:
+            ok = ok | ((q_pos[:, None] < plen) & (k_pos[None, :] < plen))
+        ok = ok & (k_pos[None, :] < T)
+        d = sig_q[:, None] - sig_k[None, :]                              # significance difference
+        key_digit = sig_k[None, :] >= 0
+        if WINDOW >= 0:
+            ok = ok & ((ct.abs(d) <= WINDOW) | ~key_digit)
+        if USE_BIAS:
+            bucket = ct.where(key_digit, ct.minimum(ct.maximum(d, -CLIP), CLIP) + CLIP, 2 * CLIP + 1)
+            s = s + ct.gather(BIAS, (h, bucket))
+        s = ct.where(ok, s, -INF)
+        m_new = ct.maximum(m_i, ct.max(s, axis=1, keepdims=True))
+        m_use = ct.where(m_new > -INF, m_new, 0.0)
+        p = ct.exp(s - m_use)
+        alpha = ct.exp(m_i - m_use)
+        l_i = l_i * alpha + ct.sum(p, axis=1, keepdims=True)
+        acc = ct.mma(ct.astype(p, v.dtype), v, acc * alpha)
+        m_i = m_new
+    out = acc / ct.maximum(l_i, 1e-30)
+    ct.store(OUT, index=(b, h, bm, 0), tile=ct.reshape(ct.astype(out, OUT.dtype), (1, 1, BLOCK_M, HD)))
+
+
+def tiles_for(B: int = 1, H: int = 1, T: int = 1, D: int = 16) -> dict[str, int]:
+    """Query and key tiles: powers of two covering T (at least 16, at most 64); HD = D."""
+    t = max(MIN_TILE, min(MAX_TILE, next_pow2(T)))
+    return {"BLOCK_M": t, "BLOCK_N": t, "HD": next_pow2(D)}
+
+
+def loop_attention_cutile(q, k, v, sig, plen, bias=None, *, window=None, clip=3, prefix=False, out=None):
+    """Host wrapper (same signature as the reference); emulated when the tensors are on the CPU.
+    `out` lets a test pass a NaN-poisoned buffer."""
+    B, H, T, HD = q.shape
+    if HD != next_pow2(HD):
+        raise ValueError(f"head size {HD} is not a power of two")
+    t = tiles_for(B, H, T, HD)
+    out = torch.empty_like(q) if out is None else out
+    table = bias.float().contiguous() if bias is not None else torch.zeros(H, 1, device=q.device)
+    grid = (-(-T // t["BLOCK_M"]), B * H)
+    loop_attention_kernel.launch(grid, (q.contiguous(), k.contiguous(), v.contiguous(), sig.int().contiguous(),
+                                        plen.int().contiguous(), table, out, 1.0 / math.sqrt(HD), H, HD,
+                                        t["BLOCK_M"], t["BLOCK_N"], clip, -1 if window is None else window,
+                                        bias is not None, prefix))
+    return out
+
+
+def attention_mask(sig, plen, window=None, prefix=False):
+    """(B, 1, T, T) bool: the kernel's mask, written with whole tensors."""
+    B, T = sig.shape
+    pos = torch.arange(T, device=sig.device)
+    ok = (pos[None, :] <= pos[:, None]).expand(B, T, T)
+    if prefix:
+        inp = pos[None, :] < plen[:, None]
+        ok = ok | (inp[:, :, None] & inp[:, None, :])
+    if window is not None:
+        near = (sig[:, :, None] - sig[:, None, :]).abs() <= window
+        ok = ok & (near | (sig[:, None, :] < 0))
+    return ok[:, None]
+
+
+def bias_matrix(sig, bias, clip):
+    """(B, H, T, T) float: bias[h, bucket(sig_q - sig_k)], the last bucket for non-digit keys."""
+    d = (sig[:, :, None] - sig[:, None, :]).clamp(-clip, clip) + clip
+    bucket = torch.where(sig[:, None, :] >= 0, d, torch.full_like(d, 2 * clip + 1))
+    return bias[:, bucket].permute(1, 0, 2, 3)
+
+
+def loop_attention_reference(q, k, v, sig, plen, bias=None, *, window=None, clip=3, prefix=False):
+    """scaled_dot_product_attention with the same mask and bias (PyTorch reference)."""
+    allowed = attention_mask(sig.long(), plen.long(), window, prefix)
+    if bias is None:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+    mask = bias_matrix(sig.long(), bias.float(), clip).masked_fill(~allowed, -INF).to(q.dtype)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+def aot_signatures(B: int, H: int, T: int, D: int):
+    from .tile import array, scalar
+    t = tiles_for(B, H, T, D)
+    out = []
+    for dt in (torch.bfloat16,):
+        # windowed bias (the headline scheme), plain causal, windowed with a bidirectional prompt
+        for window, use_bias, prefix in ((1, True, False), (-1, False, False), (1, True, True)):
+            out.append((loop_attention_kernel, [
+                array(dt, 4), array(dt, 4), array(dt, 4), array(torch.int32, 2), array(torch.int32, 1),
+                array(torch.float32, 2), array(dt, 4), scalar(torch.float32), H, t["HD"], t["BLOCK_M"],
+                t["BLOCK_N"], 3, window, use_bias, prefix]))
+    return out

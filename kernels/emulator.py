@@ -1,0 +1,290 @@
+"""A CPU emulator of the cuda.tile subset our kernels use, so the same kernel source runs
+block by block on torch tensors where no GPU is present.
+
+It follows cuTile's documented semantics where bugs live: `load`/`store` index the *tile
+space* (tile indices, never element offsets: bug 7); tile shapes and `arange` sizes must be
+powers of two (bug 8: raised as TileTypeError); out-of-bounds elements take the padding
+mode's value, and UNDETERMINED padding is poisoned with NaN so that a kernel relying on it
+fails loudly (bugs 5, 6); `max`/`min`/`maximum` ignore NaN inputs as cuTile's default does.
+It checks a kernel's logic, not its code generation: the AOT compile and the GPU tests do that.
+"""
+import builtins
+import contextvars
+import enum
+import math
+
+import torch
+
+float16, bfloat16, float32, float64 = torch.float16, torch.bfloat16, torch.float32, torch.float64
+int8, int16, int32, int64, bool_ = torch.int8, torch.int16, torch.int32, torch.int64, torch.bool
+
+_block = contextvars.ContextVar("block", default=(0, 0, 0))
+_grid = contextvars.ContextVar("grid", default=(1, 1, 1))
+
+
+class TileTypeError(TypeError):
+    """What cuTile's compiler raises for an invalid tile program (e.g. a non-power-of-two shape)."""
+
+
+class PaddingMode(enum.Enum):
+    UNDETERMINED = "undetermined"
+    ZERO = "zero"
+    NEG_ZERO = "neg_zero"
+    NAN = "nan"
+    POS_INF = "pos_inf"
+    NEG_INF = "neg_inf"
+
+
+_PAD = {PaddingMode.UNDETERMINED: math.nan, PaddingMode.ZERO: 0.0, PaddingMode.NEG_ZERO: -0.0,
+        PaddingMode.NAN: math.nan, PaddingMode.POS_INF: math.inf, PaddingMode.NEG_INF: -math.inf}
+
+
+class RoundingMode(enum.Enum):
+    RN = "rn"
+    APPROX = "approx"
+    FULL = "full"
+
+
+class _Constant:
+    """`ct.Constant[int]` as an annotation: the emulator only needs it to exist."""
+
+    def __getitem__(self, item):
+        return item
+
+
+Constant = _Constant()
+
+
+def kernel(function=None, **options):
+    """Decorator stand-in: the emulator runs plain functions."""
+    return function if function is not None else (lambda f: f)
+
+
+def function(f=None, **options):
+    return f if f is not None else (lambda g: g)
+
+
+def launch(grid, body, args) -> None:
+    """Run `body(*args)` once per block of the grid, in order."""
+    grid = tuple(grid) + (1,) * (3 - len(grid))
+    token = _grid.set(grid)
+    try:
+        for z in range(grid[2]):
+            for y in range(grid[1]):
+                for x in range(grid[0]):
+                    t = _block.set((x, y, z))
+                    try:
+                        body(*args)
+                    finally:
+                        _block.reset(t)
+    finally:
+        _grid.reset(token)
+
+
+def bid(axis: int) -> int:
+    return _block.get()[axis]
+
+
+def num_blocks(axis: int) -> int:
+    return _grid.get()[axis]
+
+
+def cdiv(a, b):
+    return -(-a // b)
+
+
+def _shape(shape) -> tuple:
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    for s in shape:
+        if s < 1 or s & (s - 1):
+            raise TileTypeError(f"tile shape {shape}: dimension {s} is not a power of two")
+    return shape
+
+
+def _region(array, index, shape):
+    index = (index,) if isinstance(index, int) else tuple(index)
+    if len(index) != array.dim() or len(shape) != array.dim():
+        raise TileTypeError(f"index {index} / shape {shape} do not match a {array.dim()}-d array")
+    starts = [int(i) * s for i, s in zip(index, shape)]        # tile index -> element offset
+    if any(st >= n or st < 0 for st, n in zip(starts, array.shape)):
+        raise IndexError(f"tile {index} of shape {shape} lies entirely outside {tuple(array.shape)} (undefined)")
+    # this module defines its own min/max/sum (tile reductions), hence builtins.min here
+    src = tuple(slice(st, builtins.min(st + s, n)) for st, s, n in zip(starts, shape, array.shape))
+    dst = tuple(slice(0, builtins.min(st + s, n) - st) for st, s, n in zip(starts, shape, array.shape))
+    return src, dst
+
+
+def load(array, index, shape, *, padding_mode=PaddingMode.UNDETERMINED, order=None, latency=None,
+         allow_tma=None, check_bounds=True, **_):
+    if shape == ():                                   # a single element: a 0-d tile
+        return load(array, index, (1,) * array.dim(), padding_mode=padding_mode).reshape(())
+    shape = _shape(shape)
+    if order not in (None, "C") and tuple(order) != tuple(range(len(shape))):
+        raise NotImplementedError("the emulator supports C order only")
+    src, dst = _region(array, index, shape)
+    fill = _PAD[padding_mode] if array.is_floating_point() else 0
+    tile = torch.full(shape, fill, dtype=array.dtype)
+    tile[dst] = array[src]
+    return tile
+
+
+def store(array, index, tile, **_):
+    tile = torch.as_tensor(tile)
+    if tile.dim() == 0:
+        tile = tile.reshape((1,) * array.dim())
+    shape = _shape(tuple(tile.shape))
+    src, dst = _region(array, index, shape)
+    array[src] = tile[dst].to(array.dtype)
+
+
+def arange(size, *, dtype, start=0, step=1):
+    _shape((size,))
+    return torch.arange(start, start + size * step, step, dtype=dtype)[:size]
+
+
+def full(shape, fill_value, dtype):
+    return torch.full(_shape(shape), fill_value, dtype=dtype)
+
+
+def zeros(shape, dtype):
+    return full(shape, 0, dtype)
+
+
+def ones(shape, dtype):
+    return full(shape, 1, dtype)
+
+
+def _t(x):
+    return x if isinstance(x, torch.Tensor) else torch.tensor(x)
+
+
+def where(cond, x, y):
+    cond = _t(cond)
+    if not isinstance(x, torch.Tensor) and not isinstance(y, torch.Tensor):
+        return torch.where(cond, torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.float32))
+    dtype = (x if isinstance(x, torch.Tensor) else y).dtype
+    return torch.where(cond, _t(x).to(dtype), _t(y).to(dtype))
+
+
+def _nan_to(x, value):
+    return torch.where(torch.isnan(x), torch.full_like(x, value), x) if x.is_floating_point() else x
+
+
+def max(x, axis=None, *, keepdims=False, **_):
+    x = _nan_to(_t(x), -math.inf)
+    return x.amax() if axis is None else x.amax(dim=axis, keepdim=keepdims)
+
+
+def min(x, axis=None, *, keepdims=False, **_):
+    x = _nan_to(_t(x), math.inf)
+    return x.amin() if axis is None else x.amin(dim=axis, keepdim=keepdims)
+
+
+def sum(x, axis=None, *, keepdims=False, **_):
+    x = _t(x)
+    return x.sum() if axis is None else x.sum(dim=axis, keepdim=keepdims)
+
+
+def maximum(x, y, **_):
+    return torch.fmax(_t(x), _t(y))
+
+
+def minimum(x, y, **_):
+    return torch.fmin(_t(x), _t(y))
+
+
+def exp(x, **_):
+    return torch.exp(_t(x))
+
+
+def exp2(x, **_):
+    return torch.exp2(_t(x))
+
+
+def log(x, **_):
+    return torch.log(_t(x))
+
+
+def log2(x, **_):
+    return torch.log2(_t(x))
+
+
+def sqrt(x, **_):
+    return torch.sqrt(_t(x))
+
+
+def rsqrt(x, **_):
+    return torch.rsqrt(_t(x))
+
+
+def tanh(x, **_):
+    return torch.tanh(_t(x))
+
+
+def abs(x):
+    return torch.abs(_t(x))
+
+
+def isnan(x):
+    return torch.isnan(_t(x))
+
+
+def truediv(x, y, **_):
+    return _t(x) / y
+
+
+def astype(x, dtype, **_):
+    return _t(x).to(dtype)
+
+
+def reshape(x, shape):
+    return _t(x).reshape(shape)
+
+
+def permute(x, axes):
+    return _t(x).permute(*axes)
+
+
+def transpose(x, axis0=None, axis1=None):
+    x = _t(x)
+    return x.transpose(-2, -1) if axis0 is None else x.transpose(axis0, axis1)
+
+
+def expand_dims(x, axis):
+    return _t(x).unsqueeze(axis)
+
+
+def broadcast_to(x, shape):
+    return _t(x).expand(shape).clone()
+
+
+def mma(x, y, acc, **_):
+    """(x @ y) + acc, accumulated in float32 like the tensor cores; keeps acc's dtype."""
+    return (torch.matmul(_t(x).float(), _t(y).float()) + acc.float()).to(acc.dtype)
+
+
+def matmul(x, y):
+    x, y = _t(x), _t(y)
+    dtype = torch.promote_types(x.dtype, y.dtype)
+    return torch.matmul(x.float(), y.float()).to(dtype)
+
+
+def gather(array, indices, *, mask=None, padding_value=0, check_bounds=True, **_):
+    """array[indices...] with broadcasting; out-of-range indices read padding_value."""
+    idx = indices if isinstance(indices, tuple) else (indices,)
+    idx = torch.broadcast_tensors(*[_t(i).long() for i in idx])
+    ok = torch.ones(idx[0].shape, dtype=torch.bool)
+    for i, n in zip(idx, array.shape):
+        ok &= (i >= 0) & (i < n)
+    if mask is not None:
+        ok &= _t(mask)
+    safe = [torch.where(ok, i, torch.zeros_like(i)) for i in idx]
+    return torch.where(ok, array[tuple(safe)], torch.tensor(padding_value, dtype=array.dtype))
+
+
+def static_iter(iterable):
+    return iterable
+
+
+def static_eval(value):
+    return value

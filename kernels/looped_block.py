@@ -1,0 +1,263 @@
+"""Persistent looped block: one launch runs all L loops of the shared block for a group of
+short sequences, with halting inside the kernel.
+
+    looped_block(x0, sig, plen, nreal, thr, w, *, loops, ...) -> (logits, steps)
+
+    x0     (B, T, D)  fp32   token (+ position) embeddings, the loop's input anchor
+    sig    (B, T)     int32  digit significance (-1: not a digit); plen (B,) int32 prompt lengths
+    nreal  (B,)       int32  tokens before the right padding (padding never runs, never counts)
+    thr    (B, T)     fp32   per-token entropy thresholds (halting); unused with halting off
+    w      the shared block's weights (see `Weights`): LN1, W_qkv (3D, D), W_proj (D, D), LN2,
+           W_1 (4D, D) + b_1, W_2 (D, 4D) + b_2, LN_f, W_te (V, D) (tied head), relative bias (H, NB)
+    logits (B, T, V)  fp32   the head's output on the final state
+    steps  (B, T)     int32  loops each token ran
+
+One CTA holds one sequence's state (T <= 64 padded to a power of two, D a power of two <= 128)
+for all L loops; every loop reads the weights again, from L2 (all CTAs read the same ones),
+instead of launching ~10 kernels per loop. Matrix products run in bf16 with fp32
+accumulation (fp32 weights: fp32 products); layer norms, softmax and the state stay fp32. Shapes outside `supported` fall
+back to the per-loop path.
+"""
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from .attention import attention_mask, bias_matrix
+from .halting import entropy_reference, row_entropy
+from .tile import ct, next_pow2, tile_kernel
+
+ConstInt = ct.Constant[int]
+ConstBool = ct.Constant[bool]
+ConstFloat = ct.Constant[float]
+INF = math.inf
+MAX_T, MAX_D = 64, 128   # one CTA holds a (T, D) state: D=256 spills (9 MB cubin, 80 s compile)
+CHUNK = 64     # MLP hidden columns per step
+
+
+class Weights(NamedTuple):
+    ln1_w: torch.Tensor
+    ln1_b: torch.Tensor
+    qkv: torch.Tensor      # (3D, D)  rows: q heads, then k heads, then v heads
+    proj: torch.Tensor     # (D, D)
+    ln2_w: torch.Tensor
+    ln2_b: torch.Tensor
+    w1: torch.Tensor       # (4D, D)
+    b1: torch.Tensor
+    w2: torch.Tensor       # (D, 4D)
+    b2: torch.Tensor
+    lnf_w: torch.Tensor
+    lnf_b: torch.Tensor
+    wte: torch.Tensor      # (V, D)
+    bias: torch.Tensor     # (H, NB) fp32 relative bias (zeros (H, 1) when unused)
+    step: torch.Tensor     # (L, D) step embedding (zeros (1, D) when unused)
+
+
+def layer_norm(x, w, b, D):
+    """Row-wise LayerNorm of a (rows, D) fp32 tile with (D,) weight and bias tiles."""
+    mean = ct.sum(x, axis=1, keepdims=True) / D
+    xc = x - mean
+    var = ct.sum(xc * xc, axis=1, keepdims=True) / D
+    return xc * ct.rsqrt(var + 1e-5) * w[None, :] + b[None, :]
+
+
+def gelu_tanh(x):
+    return 0.5 * x * (1.0 + ct.tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))
+
+
+def load_vec(a, n):
+    return ct.astype(ct.load(a, index=(0,), shape=(n,), padding_mode=ct.PaddingMode.ZERO), ct.float32)
+
+
+@tile_kernel()
+def looped_block_kernel(X0, SIG, PLEN, NREAL, THR, LN1W, LN1B, WQKV, WPROJ, LN2W, LN2B, W1, B1, W2, B2,
+                        LNFW, LNFB, WTE, BIAS, STEP, LOGITS, STEPS, scale: float, log_v: float,
+                        loops: int, min_loops: int, n_head: int, n_chunks: int,
+                        TT: ConstInt, D: ConstInt, HD: ConstInt, VP: ConstInt,
+                        V: ConstInt, CLIP: ConstInt, WINDOW: ConstInt,
+                        USE_BIAS: ConstBool, PREFIX: ConstBool, REINJECT: ConstBool, STEP_EMB: ConstBool,
+                        HALTING: ConstBool):
+    """grid (B,): one sequence per block, all `loops` loops. Loop counts (loops, heads, MLP
+    chunks) are run-time values: the bodies compile once instead of being unrolled, which keeps
+    the binary small and the compile fast; test-time loop counts need no recompilation."""
+    b = ct.bid(0)
+    MT = WQKV.dtype                                   # matrix products in the weights' dtype
+    x0 = ct.reshape(ct.load(X0, index=(b, 0, 0), shape=(1, TT, D), padding_mode=ct.PaddingMode.ZERO), (TT, D))
+    sig = ct.reshape(ct.load(SIG, index=(b, 0), shape=(1, TT), padding_mode=ct.PaddingMode.ZERO), (TT,))
+    thr = ct.reshape(ct.load(THR, index=(b, 0), shape=(1, TT), padding_mode=ct.PaddingMode.ZERO), (TT,))
+    plen = ct.load(PLEN, index=(b,), shape=())
+    pos = ct.arange(TT, dtype=ct.int32)
+    real = pos < ct.load(NREAL, index=(b,), shape=())
+    # the attention mask and bias buckets are the same every loop: build them once
+    ok = pos[None, :] <= pos[:, None]
+    if PREFIX:
+        ok = ok | ((pos[:, None] < plen) & (pos[None, :] < plen))
+    d = sig[:, None] - sig[None, :]
+    key_digit = sig[None, :] >= 0
+    if WINDOW >= 0:
+        ok = ok & ((ct.abs(d) <= WINDOW) | ~key_digit)
+    bucket = ct.where(key_digit, ct.minimum(ct.maximum(d, -CLIP), CLIP) + CLIP, 2 * CLIP + 1)
+    if REINJECT:
+        h = ct.full((TT, D), 0.0, dtype=ct.float32)
+    else:
+        h = x0
+    active = real
+    steps = ct.full((TT,), 0, dtype=ct.int32)
+    for loop in range(loops):
+        inp = h + x0 if REINJECT else h
+        if STEP_EMB:
+            inp = inp + ct.astype(ct.reshape(ct.load(STEP, index=(loop, 0), shape=(1, D)), (D,)), ct.float32)[None, :]
+        a = ct.astype(layer_norm(inp, load_vec(LN1W, D), load_vec(LN1B, D), D), MT)
+        attn = ct.full((TT, D), 0.0, dtype=ct.float32)
+        for hh in range(n_head):
+            wq = ct.load(WQKV, index=(hh, 0), shape=(HD, D))
+            wk = ct.load(WQKV, index=(n_head + hh, 0), shape=(HD, D))
+            wv = ct.load(WQKV, index=(2 * n_head + hh, 0), shape=(HD, D))
+            q = ct.mma(a, ct.transpose(wq), ct.full((TT, HD), 0.0, dtype=ct.float32))
+            k = ct.mma(a, ct.transpose(wk), ct.full((TT, HD), 0.0, dtype=ct.float32))
+            v = ct.mma(a, ct.transpose(wv), ct.full((TT, HD), 0.0, dtype=ct.float32))
+            s = ct.mma(ct.astype(q, MT), ct.transpose(ct.astype(k, MT)),
+                       ct.full((TT, TT), 0.0, dtype=ct.float32)) * scale
+            if USE_BIAS:
+                s = s + ct.gather(BIAS, (hh, bucket))
+            s = ct.where(ok, s, -INF)
+            m = ct.max(s, axis=1, keepdims=True)                      # the diagonal is always allowed
+            p = ct.exp(s - m)
+            p = p / ct.sum(p, axis=1, keepdims=True)
+            y = ct.mma(ct.astype(p, MT), ct.astype(v, MT), ct.full((TT, HD), 0.0, dtype=ct.float32))
+            wo = ct.load(WPROJ, index=(0, hh), shape=(D, HD))
+            attn = ct.mma(ct.astype(y, MT), ct.transpose(wo), attn)
+        h1 = inp + attn
+        a2 = ct.astype(layer_norm(h1, load_vec(LN2W, D), load_vec(LN2B, D), D), MT)
+        mlp = ct.full((TT, D), 0.0, dtype=ct.float32)
+        for c in range(n_chunks):
+            w1 = ct.load(W1, index=(c, 0), shape=(CHUNK, D))
+            b1 = ct.astype(ct.load(B1, index=(c,), shape=(CHUNK,)), ct.float32)
+            z = gelu_tanh(ct.mma(a2, ct.transpose(w1), ct.full((TT, CHUNK), 0.0, dtype=ct.float32)) + b1[None, :])
+            w2 = ct.load(W2, index=(0, c), shape=(D, CHUNK))
+            mlp = ct.mma(ct.astype(z, MT), ct.transpose(w2), mlp)
+        new = h1 + mlp + load_vec(B2, D)[None, :]
+        if HALTING:
+            f = ct.astype(layer_norm(new, load_vec(LNFW, D), load_vec(LNFB, D), D), MT)
+            wte = ct.load(WTE, index=(0, 0), shape=(VP, D), padding_mode=ct.PaddingMode.ZERO)
+            lg = ct.mma(f, ct.transpose(wte), ct.full((TT, VP), 0.0, dtype=ct.float32))
+            ent = ct.reshape(row_entropy(lg, V, log_v, VP), (TT,))     # padded vocab columns masked
+            h = ct.where(active[:, None], new, h)
+            steps = steps + ct.where(active, 1, 0)
+            if loop + 1 >= min_loops:
+                active = active & ~(ent < thr)
+        else:
+            h = new
+            steps = steps + ct.where(real, 1, 0)
+    f = ct.astype(layer_norm(h, load_vec(LNFW, D), load_vec(LNFB, D), D), MT)
+    wte = ct.load(WTE, index=(0, 0), shape=(VP, D), padding_mode=ct.PaddingMode.ZERO)
+    logits = ct.mma(f, ct.transpose(wte), ct.full((TT, VP), 0.0, dtype=ct.float32))
+    ct.store(LOGITS, index=(b, 0, 0), tile=ct.reshape(logits, (1, TT, VP)))
+    ct.store(STEPS, index=(b, 0), tile=ct.reshape(steps, (1, TT)))
+
+
+def tiles_for(B: int = 1, T: int = 1, D: int = 64, H: int = 4, V: int = 14) -> dict[str, int]:
+    return {"TT": max(16, next_pow2(T)), "D": D, "HD": D // H, "VP": max(16, next_pow2(V)), "CHUNK": CHUNK}
+
+
+def supported(B: int, T: int, D: int, H: int, V: int) -> bool:
+    """The shapes one CTA can hold: declared in the spec (kernel looped_block, limits)."""
+    hd = D // H
+    return T <= MAX_T and D <= MAX_D and D == next_pow2(D) and D % CHUNK == 0 and hd == next_pow2(hd) and hd >= 16
+
+
+def weights_of(model, dtype=torch.bfloat16) -> Weights:
+    """The shared block's weights from a tied LoopLM, matrices in `dtype`."""
+    blk = model.blocks[0]
+    H = blk.attn.n_head
+    lin1, _, lin2, _ = blk.mlp
+    f32 = torch.float32
+    bias = blk.attn.rel_bias if blk.attn.rel_bias is not None else torch.zeros(H, 1, device=model.wte.weight.device)
+    step = model.step_emb.weight if model.step_emb is not None else torch.zeros(1, model.wte.weight.shape[1],
+                                                                                  device=model.wte.weight.device)
+    return Weights(blk.ln1.weight.to(f32), blk.ln1.bias.to(f32), blk.attn.qkv.weight.to(dtype),
+                   blk.attn.proj.weight.to(dtype), blk.ln2.weight.to(f32), blk.ln2.bias.to(f32),
+                   lin1.weight.to(dtype), lin1.bias.to(f32), lin2.weight.to(dtype), lin2.bias.to(f32),
+                   model.ln_f.weight.to(f32), model.ln_f.bias.to(f32), model.wte.weight.to(dtype),
+                   bias.detach().to(f32), step.to(dtype))
+
+
+def looped_block_cutile(x0, sig, plen, nreal, thr, w: Weights, *, loops: int, halting: bool, min_loops: int = 1,
+                        window=None, clip: int = 3, use_bias: bool = False, prefix: bool = False,
+                        reinject: bool = True, step_emb: bool = False, out=None):
+    """Host wrapper (same signature as the reference); emulated when the tensors are on the CPU.
+    `out=(logits, steps)` lets a test pass NaN-poisoned buffers."""
+    B, T, D = x0.shape
+    V, H = w.wte.shape[0], w.bias.shape[0]
+    if not supported(B, T, D, H, V):
+        raise ValueError(f"looped_block supports T <= {MAX_T} and power-of-two D <= {MAX_D}; got T={T}, D={D}")
+    t = tiles_for(B, T, D, H, V)
+    logits, steps = out if out is not None else (torch.empty(B, T, V, device=x0.device, dtype=torch.float32),
+                                                 torch.empty(B, T, device=x0.device, dtype=torch.int32))
+    looped_block_kernel.launch((B,), (
+        x0.float().contiguous(), sig.int().contiguous(), plen.int().contiguous(), nreal.int().contiguous(),
+        thr.float().contiguous(),
+        *(x.contiguous() for x in w), logits, steps, 1.0 / math.sqrt(D // H), math.log(V), loops, min_loops,
+        H, w.w1.shape[0] // CHUNK, t["TT"], D, D // H, t["VP"], V, clip,
+        -1 if window is None else window, use_bias, prefix, reinject, step_emb, halting))
+    return logits, steps
+
+
+def looped_block_reference(x0, sig, plen, nreal, thr, w: Weights, *, loops: int, halting: bool, min_loops: int = 1,
+                           window=None, clip: int = 3, use_bias: bool = False, prefix: bool = False,
+                           reinject: bool = True, step_emb: bool = False, out=None):
+    """The same computation with whole-tensor PyTorch ops: matrix products in the matrices' dtype,
+    everything else in the layer norms' dtype (fp32; fp64 makes it the oracle)."""
+    B, T, D = x0.shape
+    acc = w.ln1_w.dtype
+    H = w.bias.shape[0]
+    allowed = attention_mask(sig.long(), plen.long(), window, prefix)
+    mask = torch.zeros(B, H, T, T, device=x0.device, dtype=acc)
+    if use_bias:
+        mask = bias_matrix(sig.long(), w.bias.to(acc), clip)
+    mask = mask.masked_fill(~allowed, -INF)
+    mm = lambda x, m: (x.to(m.dtype) @ m.T).to(acc)  # noqa: E731  e.g. bf16 products, fp32 results
+    x0 = x0.to(acc)
+    h = torch.zeros_like(x0) if reinject else x0
+    real = torch.arange(T, device=x0.device)[None, :] < nreal[:, None]
+    active = real.clone()
+    steps = torch.zeros(B, T, dtype=torch.int32, device=x0.device)
+    for loop in range(loops):
+        inp = h + x0 if reinject else h
+        if step_emb:
+            inp = inp + w.step[min(loop, w.step.shape[0] - 1)].to(acc)
+        a = F.layer_norm(inp, (D,), w.ln1_w, w.ln1_b)
+        q, k, v = (mm(a, part).view(B, T, H, D // H).transpose(1, 2) for part in w.qkv.split(D))
+        s = (q.to(w.qkv.dtype) @ k.to(w.qkv.dtype).transpose(-1, -2)).to(acc) / math.sqrt(D // H)
+        p = (s + mask).softmax(dim=-1)
+        y = (p.to(w.qkv.dtype) @ v.to(w.qkv.dtype)).to(acc).transpose(1, 2).reshape(B, T, D)
+        h1 = inp + mm(y, w.proj)
+        a2 = F.layer_norm(h1, (D,), w.ln2_w, w.ln2_b)
+        new = h1 + mm(F.gelu(mm(a2, w.w1) + w.b1, approximate="tanh"), w.w2) + w.b2
+        if halting:
+            ent = entropy_reference(mm(F.layer_norm(new, (D,), w.lnf_w, w.lnf_b), w.wte).reshape(B * T, -1)).view(B, T)
+            h = torch.where(active[..., None], new, h)
+            steps = steps + active.int()
+            if loop + 1 >= min_loops:
+                active = active & ~(ent < thr)
+        else:
+            h, steps = new, steps + real.int()
+    return mm(F.layer_norm(h, (D,), w.lnf_w, w.lnf_b), w.wte), steps
+
+
+def aot_signatures(B: int, T: int, D: int, H: int, V: int):
+    from .tile import array, scalar
+    t = tiles_for(B, T, D, H, V)
+    f32, bf = torch.float32, torch.bfloat16
+    out = []
+    for halting in (False, True):
+        out.append((looped_block_kernel, [
+            array(f32, 3), array(torch.int32, 2), array(torch.int32, 1), array(torch.int32, 1), array(f32, 2),
+            array(f32, 1), array(f32, 1), array(bf, 2), array(bf, 2), array(f32, 1), array(f32, 1),
+            array(bf, 2), array(f32, 1), array(bf, 2), array(f32, 1), array(f32, 1), array(f32, 1),
+            array(bf, 2), array(f32, 2), array(bf, 2), array(f32, 3), array(torch.int32, 2),
+            scalar(f32), scalar(f32), scalar(torch.int32), scalar(torch.int32), scalar(torch.int32),
+            scalar(torch.int32), t["TT"], D, D // H, t["VP"], V, 3, 1,
+            True, False, True, False, halting]))
+    return out

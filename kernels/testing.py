@@ -1,0 +1,26 @@
+"""One tolerance table per dtype and one comparison whose message names op, shape and dtype
+(shared by the tests, the GPU checks and the benchmarks)."""
+from __future__ import annotations
+
+import torch
+
+# (rtol, atol) of a kernel against its reference, by the dtype the kernel computes in
+TOLERANCE = {
+    torch.float64: (1e-9, 1e-9),
+    torch.float32: (1e-4, 1e-4),   # fp32 (tf32 matrix units on the GPU)
+    torch.bfloat16: (2e-2, 2e-2),  # bf16 operands, fp32 accumulation
+    torch.float16: (5e-3, 5e-3),
+}
+
+
+def assert_close(op: str, got: torch.Tensor, want: torch.Tensor, dtype: torch.dtype, **shape) -> None:
+    """Fail with op, shape and dtype in the message; NaN never passes; every element must exist."""
+    rtol, atol = TOLERANCE[dtype]
+    got, want = got.detach().double().cpu(), want.detach().double().cpu()
+    where = f"{op} {shape} {str(dtype).removeprefix('torch.')}"
+    if got.shape != want.shape:
+        raise AssertionError(f"{where}: shape {tuple(got.shape)} != {tuple(want.shape)}")
+    if torch.isnan(got).any():
+        raise AssertionError(f"{where}: {int(torch.isnan(got).sum())} NaN element(s) (unwritten or NaN-producing)")
+    torch.testing.assert_close(got, want, rtol=rtol, atol=atol, equal_nan=False,
+                               msg=lambda m: f"{where}: {m}")

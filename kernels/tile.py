@@ -1,0 +1,130 @@
+"""One kernel source, three ways to run it: cuTile JIT on a GPU, the CPU emulator, or
+cuTile's ahead-of-time compiler (which works without a GPU).
+
+Kernel files import `ct` from here: the real `cuda.tile` when it imports, else the emulator,
+so every kernel file (and its PyTorch reference) imports on any machine.
+"""
+from __future__ import annotations
+
+import functools
+import io
+import os
+import types
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from . import emulator
+
+try:
+    import cuda.tile as ct  # noqa: F401  (re-exported for the kernel files)
+    HAVE_CUTILE = True
+except Exception:  # cuda-tile missing or broken: the kernels still run, emulated
+    ct = emulator
+    HAVE_CUTILE = False
+
+ARCHS = ("sm_80", "sm_90", "sm_100", "sm_120")
+
+
+def next_pow2(n: int) -> int:
+    """Smallest power of two >= n (tile shapes must be powers of two: bug 8)."""
+    return 1 << max(0, (int(n) - 1).bit_length())
+
+
+class TileKernel:
+    """A kernel body written against `ct`, runnable on cuTile or the emulator."""
+
+    def __init__(self, body: Callable, **options: Any):
+        self.body, self.options = body, options
+        functools.update_wrapper(self, body)
+
+    @functools.cached_property
+    def cutile(self):
+        if not HAVE_CUTILE:
+            raise RuntimeError("cuda.tile is not importable here")
+        return ct.kernel(self.body, **self.options)
+
+    @functools.cached_property
+    def emulated(self) -> Callable:
+        """The same code object with `ct` bound to the emulator (helpers it calls too)."""
+        return _emulate(self.body, {})
+
+    def launch(self, grid: Sequence[int], args: Sequence[Any]) -> str:
+        """Run on the GPU through cuTile if the tensors are on CUDA, else emulate. Returns which."""
+        on_gpu = any(isinstance(a, torch.Tensor) and a.is_cuda for a in args)
+        if on_gpu:
+            ct.launch(torch.cuda.current_stream(), tuple(grid), self.cutile, tuple(args))
+            return "cutile"
+        emulator.launch(tuple(grid), self.emulated, tuple(args))
+        return "emulator"
+
+    def export(self, params: Sequence[Any], arch: str, cache: bool = True) -> bytes:
+        """AOT-compile for one signature (see `array`) to a cubin for `arch`; works on a CPU.
+        Results are cached on disk by (kernel source, parameters, arch, cuda-tile version)."""
+        from cuda.tile.compilation import CallingConvention, KernelSignature, export_kernel
+        path = _cache_dir() / f"{self.body.__name__}-{arch}-{self.fingerprint(params, arch)}.cubin"
+        if cache and path.exists():
+            return path.read_bytes()
+        buf = io.BytesIO()
+        sig = KernelSignature(list(params), CallingConvention.cutile_python_v2())
+        export_kernel(self.cutile, [sig], buf, gpu_code=arch, output_format="cubin")
+        if cache:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_bytes(buf.getvalue())
+            os.replace(tmp, path)
+        return buf.getvalue()
+
+    def fingerprint(self, params: Sequence[Any], arch: str) -> str:
+        import hashlib
+        import importlib.metadata
+        # every kernel module: a helper from another module (row_entropy) is part of this kernel
+        source = "".join(p.read_text() for p in sorted(Path(__file__).parent.glob("*.py")))
+        version = importlib.metadata.version("cuda-tile") if HAVE_CUTILE else "none"
+        return hashlib.sha256(f"{source}\n{params!r}\n{arch}\n{version}".encode()).hexdigest()[:20]
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("LOOPLM_CACHE", Path.home() / ".cache" / "looplm-spec")) / "cubin"
+
+
+def _emulate(fn: Callable, memo: dict) -> Callable:
+    """fn with its module's `ct` replaced by the emulator. Plain helper functions that kernels
+    call (cuTile compiles them as tile functions) are rebound the same way, across modules."""
+    glb = memo.get(id(fn.__globals__))
+    if glb is None:
+        glb = dict(fn.__globals__, ct=emulator)
+        memo[id(fn.__globals__)] = glb
+        for name, value in list(glb.items()):
+            if isinstance(value, types.FunctionType) and value.__globals__.get("ct") is ct and value is not fn:
+                glb[name] = _emulate(value, memo)
+    return types.FunctionType(fn.__code__, glb, fn.__name__, fn.__defaults__, fn.__closure__)
+
+
+def tile_kernel(**options: Any) -> Callable[[Callable], TileKernel]:
+    return lambda body: TileKernel(body, **options)
+
+
+_DTYPES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16",
+           torch.int32: "int32", torch.int64: "int64", torch.bool: "bool_", torch.int8: "int8"}
+
+
+def array(dtype: torch.dtype, ndim: int):
+    """An AOT parameter constraint for a contiguous array argument that aliases nothing."""
+    from cuda.tile.compilation import ArrayConstraint
+    return ArrayConstraint(getattr(ct, _DTYPES[dtype]), ndim, index_dtype=ct.int32, stride_lower_bound_incl=0,
+                           alias_groups=(), may_alias_internally=False)
+
+
+def scalar(dtype: torch.dtype):
+    from cuda.tile.compilation import ScalarConstraint
+    return ScalarConstraint(getattr(ct, _DTYPES[dtype]))
+
+
+def is_power_of_two(n: int) -> bool:
+    return n > 0 and n & (n - 1) == 0
+
+
+__all__ = ["ct", "HAVE_CUTILE", "ARCHS", "TileKernel", "tile_kernel", "next_pow2", "array", "scalar",
+           "is_power_of_two"]

@@ -1,0 +1,35 @@
+"""Every declared kernel compiles ahead of time for sm_80, sm_90, sm_100 and sm_120 (no GPU
+needed), and the spec's tile constants are the code's."""
+import pytest
+from typer.testing import CliRunner
+
+import dsl
+from dsl import model as m
+from kernels import aot
+from kernels.tile import HAVE_CUTILE
+from looplm.cli import app
+
+
+@pytest.mark.skipif(not HAVE_CUTILE, reason="cuda-tile is not installed")
+def test_every_kernel_compiles_for_all_four_architectures():
+    r = CliRunner().invoke(app, ["kernels", "compile", "--arch", "sm_80,sm_90,sm_100,sm_120"])
+    assert r.exit_code == 0, r.output
+    builds = int(r.stdout.strip().splitlines()[-1].split()[0])
+    assert builds == 4 * len(list(aot.builds(dsl.load(dsl.BUNDLED), quick=False)))
+
+
+def test_spec_tile_constants_match_the_code():
+    assert aot.tile_problems(dsl.load(dsl.BUNDLED)) == []
+
+
+def test_drift_between_spec_and_code_is_reported():
+    spec = dsl.load(dsl.BUNDLED)
+    k = spec.system.kernel("halting_update")
+    drifted = k.model_copy(update={"tiles": {**k.tiles, "BLOCK_M": 64}})
+    system = spec.system.model_copy(update={"kernels": (drifted,) + spec.system.kernels[1:]})
+    problems = aot.tile_problems(m.Spec(meta=spec.meta, system=system))
+    assert problems and "BLOCK_M = 64" in problems[0] and "uses 32" in problems[0]
+
+
+def test_bad_arch_is_a_usage_error():
+    assert CliRunner().invoke(app, ["kernels", "compile", "--arch", "sm_75"]).exit_code == 2

@@ -1,0 +1,147 @@
+"""Run a spec's protocol: steps in order, per-step time limits, dependencies, one report.
+
+A step whose `needs` failed (or was skipped because of a failure) is skipped, saying which.
+A step that raises is a failure carrying the exception. The report passes when no required
+step failed.
+"""
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+import traceback
+from typing import Callable, Iterator, Optional
+from xml.etree import ElementTree as ET
+
+from pydantic import ValidationError
+
+from dsl.model import Step
+
+from . import registry
+from .result import Report, Result, StepResult, failed
+from .target import Target
+
+
+class StepTimeout(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Raise StepTimeout in the main thread after `seconds` (a no-op off the main thread)."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def alarm(signum, frame):
+        raise StepTimeout(f"exceeded its time limit of {seconds:g} s")
+    previous = signal.signal(signal.SIGALRM, alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def validate(spec) -> None:
+    """Every step names a registered check and gives it valid params (SpecError at the step)."""
+    checks = registry.all_checks()
+    for step in spec.system.steps:
+        if step.check not in checks:
+            from dsl.errors import did_you_mean
+            raise step.fail(f"step '{step.name}' runs unknown check '{step.check}'", "check",
+                            hint=did_you_mean(step.check, checks))
+        try:
+            checks[step.check].params.model_validate(_plain(step.params))
+        except ValidationError as e:
+            first = e.errors()[0]
+            where = ".".join(str(x) for x in first["loc"])
+            raise step.fail(f"step '{step.name}': params.{where}: {first['msg']}", "params",
+                            str(first["loc"][0]) if first["loc"] else None) from None
+
+
+def _plain(value):
+    """Spec values -> plain Python for a check's parameter model (Refs become their words)."""
+    from dsl.values import Ref
+    if isinstance(value, Ref):
+        return value.dotted
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def select(steps: tuple[Step, ...], only: Optional[list[str]], gating: bool) -> list[Step]:
+    names = {s.name for s in steps}
+    if only:
+        unknown = [o for o in only if o not in names]
+        if unknown:
+            raise KeyError(f"no step named {', '.join(unknown)} (steps: {', '.join(s.name for s in steps)})")
+        return [s for s in steps if s.name in only]
+    if not gating:
+        return list(steps)
+    wanted = {s.name for s in steps if s.gates}
+    by_name = {s.name: s for s in steps}
+    stack = list(wanted)
+    while stack:                        # a gating step's needs run too
+        for need in by_name[stack.pop()].needs:
+            if need not in wanted:
+                wanted.add(need)
+                stack.append(need)
+    return [s for s in steps if s.name in wanted]
+
+
+def run_step(step: Step, target: Target) -> Result:
+    chk = registry.get(step.check)
+    params = chk.params.model_validate(_plain(step.params))
+    try:
+        with time_limit(step.timeout):
+            return chk.run(target, params)
+    except StepTimeout as e:
+        return failed(f"step {e}")
+    except Exception as e:  # a check that crashes has found something: report it, do not die
+        return failed(f"check raised {type(e).__name__}: {str(e)[:300]}", traceback.format_exc(limit=6))
+
+
+def run(target: Target, *, spec_name: str = "<spec>", only: Optional[list[str]] = None, gating: bool = False,
+        on_step: Optional[Callable[[StepResult], None]] = None) -> Report:
+    validate(target.spec)
+    results: list[StepResult] = []
+    bad: set[str] = set()   # steps that failed, or were skipped because something they need failed
+    for step in select(target.spec.system.steps, only, gating):
+        t0 = time.perf_counter()
+        blocked = [n for n in step.needs if n in bad]
+        if blocked:
+            res = Result(status="skip", message=f"skipped: needs {', '.join(blocked)}, which did not pass")
+            bad.add(step.name)
+        else:
+            res = run_step(step, target)
+            if res.status == "fail":
+                bad.add(step.name)
+        sr = StepResult(id=step.name, check=step.check, status=res.status, seconds=round(time.perf_counter() - t0, 3),
+                        measured=res.measured, message=res.message, evidence=res.evidence, gates=step.gates,
+                        required=step.required, severity=step.severity, bugs=list(step.bugs), on_fail=step.on_fail)
+        results.append(sr)
+        if on_step:
+            on_step(sr)
+    ok = not any(r.status == "fail" and r.required for r in results)
+    return Report(spec=spec_name, passed=ok, steps=results)
+
+
+def junit_xml(report: Report) -> str:
+    """The report as JUnit XML (one testcase per step), for CI systems."""
+    suite = ET.Element("testsuite", name=f"looplm-verify {report.spec}", tests=str(len(report.steps)),
+                       failures=str(sum(s.status == "fail" for s in report.steps)),
+                       skipped=str(sum(s.status == "skip" for s in report.steps)),
+                       time=f"{sum(s.seconds for s in report.steps):.3f}")
+    for s in report.steps:
+        case = ET.SubElement(suite, "testcase", classname=s.check, name=s.id, time=f"{s.seconds:.3f}")
+        if s.status == "fail":
+            ET.SubElement(case, "failure", message=s.message).text = s.evidence
+        elif s.status == "skip":
+            ET.SubElement(case, "skipped", message=s.message)
+    return ET.tostring(suite, encoding="unicode")
+
