@@ -1,0 +1,178 @@
+"""Bench (GPU): the halting kernel's bandwidth against the measured copy bandwidth, and looped
+inference on the addition eval workload: cuTile (persistent kernel) vs PyTorch eager vs
+torch.compile vs CUDA-graphed eager, measured side by side in one run.
+
+    python -m bench.kernels_gpu [--ckpt PATH] [--loops 12,24,32] [--batch 1024] [--digits 12]
+
+Writes bench/results/kernels-h100.json (or --out). Times are CUDA-event medians after warm-up,
+rotating over several input batches (never zeros).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+from pathlib import Path
+
+import torch
+
+from bench.common import RESULTS, record, table
+
+REPS, WARMUP = 25, 5
+
+
+def median_ms(fn, inputs: list, reps: int = REPS, warmup: int = WARMUP) -> float:
+    for i in range(warmup):
+        fn(inputs[i % len(inputs)])
+    torch.cuda.synchronize()
+    times = []
+    for i in range(reps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn(inputs[i % len(inputs)])
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def copy_bandwidth() -> float:
+    """GB/s of a 1 GiB device-to-device copy, bytes read + written."""
+    xs = [torch.randn(2**28, device="cuda") for _ in range(2)]
+    y = torch.empty_like(xs[0])
+    ms = median_ms(lambda x: y.copy_(x), xs)
+    return 2 * xs[0].numel() * 4 / ms / 1e6
+
+
+def matmul_tflops() -> float:
+    a = [torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16) for _ in range(2)]
+    b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    ms = median_ms(lambda x: x @ b, a, reps=10)
+    return 2 * 8192**3 / ms / 1e9
+
+
+def halting_bandwidth(M: int = 1 << 20, V: int = 14, D: int = 128) -> dict:
+    from kernels import halting as K
+    g = torch.Generator(device="cuda").manual_seed(0)
+    sets = []
+    for _ in range(3):
+        sets.append((torch.randn(M, V, device="cuda", generator=g) * 3, torch.randn(M, D, device="cuda", generator=g),
+                     torch.randn(M, D, device="cuda", generator=g), torch.rand(M, device="cuda", generator=g) < 0.7,
+                     torch.randint(0, 9, (M,), device="cuda", dtype=torch.int32, generator=g),
+                     torch.rand(M, device="cuda", generator=g)))
+    got = K.halting_update_cutile(*sets[0])
+    want = K.halting_update_reference(*sets[0])
+    err = max(float((a.float() - b.float()).abs().max()) for a, b in zip(got, want))
+    # bytes moved: read logits, both states, active, steps, threshold; write state, active, steps, entropy
+    nbytes = M * (V * 4 + 2 * D * 4 + 1 + 4 + 4) + M * (D * 4 + 1 + 4 + 4)
+    ms = median_ms(lambda s: K.halting_update_cutile(*s), sets)
+    ref_ms = median_ms(lambda s: K.halting_update_reference(*s), sets)
+    return {"M": M, "V": V, "D": D, "bytes": nbytes, "ms": ms, "bandwidth_gbs": nbytes / ms / 1e6,
+            "reference_ms": ref_ms, "max_abs_error_vs_reference": err}
+
+
+def inference_model(ckpt: str | None):
+    from looplm import checkpoint
+    from looplm.config import Config
+    from looplm.model import LoopLM
+    from looplm.tokens import ADDITION
+    if ckpt:
+        return checkpoint.load(ckpt, map_location="cuda").model.eval()
+    torch.manual_seed(0)
+    cfg = Config().override(model={"n_embd": 128, "n_head": 4, "n_loops": 12})
+    return LoopLM(cfg, ADDITION).cuda().eval()
+
+
+def flops_per_forward(model, idx: torch.Tensor, loops: int) -> float:
+    """2 x multiply-adds of the block's matrices, attention scores and values, per token and loop."""
+    B, T = idx.shape
+    D, V = model.config.model.n_embd, model.config.model.vocab_size
+    per_token_loop = 2 * (3 * D * D + D * D + 8 * D * D) + 4 * T * D + 2 * V * D
+    return B * T * loops * per_token_loop
+
+
+def looped_inference(model, loops_list: list[int], batch: int, digits: int) -> list[dict]:
+    from looplm.config import HaltingConfig
+    from looplm.data import make_batch, problems
+    fmt = model.config.data.format
+    batches = [make_batch(problems(batch, digits, digits, seed=s), fmt).idx.cuda() for s in range(3)]
+    rows = []
+    for halting in (False, True):
+        policy = HaltingConfig(mode="entropy", threshold=0.05) if halting else HaltingConfig()
+        for L in loops_list:
+            def eager(idx):
+                with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+                    return model(idx, loops=L, halting=policy).logits
+            os.environ["LOOPLM_KERNELS"] = "reference"
+            ms = {"eager": median_ms(eager, batches)}
+            want = eager(batches[0]).float()
+            compiled = torch.compile(model, dynamic=False)
+
+            def comp(idx):
+                with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+                    return compiled(idx, loops=L, halting=policy).logits
+            ms["compile"] = median_ms(comp, batches, warmup=3)
+            static = batches[0].clone()
+            s = torch.cuda.Stream()
+            s.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(s):
+                for _ in range(3):
+                    eager(static)
+            torch.cuda.current_stream().wait_stream(s)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                out_static = eager(static)
+
+            def replay(idx):
+                static.copy_(idx)
+                graph.replay()
+                return out_static
+            ms["graphs"] = median_ms(replay, batches)
+            os.environ.pop("LOOPLM_KERNELS")
+
+            def fused(idx):
+                with torch.no_grad():
+                    return model(idx, loops=L, halting=policy)
+            res = fused(batches[0])
+            assert res.halting.entropy.shape[0] == 0, "the persistent cuTile path did not run"
+            agree = float((res.logits.argmax(-1) == want.argmax(-1)).float().mean())
+            ms["cutile"] = median_ms(lambda idx: fused(idx).logits, batches)
+            best_other = min(ms["compile"], ms["graphs"])
+            flops = flops_per_forward(model, batches[0], L)
+            rows.append({"L": L, "halting": halting, "batch": batch, "digits": digits, "T": int(batches[0].shape[1]),
+                         "ms": ms, "speedup_vs_eager": ms["eager"] / ms["cutile"],
+                         "speedup_vs_best_other": best_other / ms["cutile"], "argmax_agreement_vs_eager": agree,
+                         "tflops_cutile": flops / ms["cutile"] / 1e9, "tflops_eager": flops / ms["eager"] / 1e9,
+                         "applications_saved": 1 - float(res.halting.applications) / float(res.halting.max_applications)})
+            print(rows[-1], flush=True)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ckpt")
+    ap.add_argument("--loops", default="12,24,32")
+    ap.add_argument("--batch", type=int, default=1024)
+    ap.add_argument("--digits", type=int, default=12)
+    ap.add_argument("--out", type=Path, default=RESULTS / "kernels-h100.json")
+    args = ap.parse_args()
+    copy = copy_bandwidth()
+    mm = matmul_tflops()
+    halt = halting_bandwidth()
+    halt["bandwidth_fraction"] = halt["bandwidth_gbs"] / copy
+    table("halting kernel", ["copy GB/s", "bf16 matmul TFLOP/s", "halting GB/s", "fraction of copy", "ms", "ref ms"],
+          [[copy, mm, halt["bandwidth_gbs"], halt["bandwidth_fraction"], halt["ms"], halt["reference_ms"]]])
+    model = inference_model(args.ckpt)
+    rows = looped_inference(model, [int(x) for x in args.loops.split(",")], args.batch, args.digits)
+    table(f"looped inference, batch {args.batch} x {args.digits}-digit problems (ms, median)",
+          ["L", "halting", "eager", "compile", "graphs", "cutile", "x eager", "x best other", "TFLOP/s cutile"],
+          [[r["L"], r["halting"], r["ms"]["eager"], r["ms"]["compile"], r["ms"]["graphs"], r["ms"]["cutile"],
+            r["speedup_vs_eager"], r["speedup_vs_best_other"], r["tflops_cutile"]] for r in rows])
+    path = record("kernels-h100", {"copy_bandwidth_gbs": copy, "matmul_bf16_tflops": mm, "halting": halt,
+                                   "model": model.config.model.model_dump(), "checkpoint": args.ckpt,
+                                   "loop_inference": rows}, out=args.out)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
