@@ -51,7 +51,7 @@ def matmul_tflops() -> float:
     return 2 * 8192**3 / ms / 1e9
 
 
-def halting_bandwidth(M: int = 1 << 20, V: int = 14, D: int = 128) -> dict:
+def halting_bandwidth(M: int = 1 << 20, V: int = 14, D: int = 128, block_m: int | None = None) -> dict:
     from kernels import halting as K
     g = torch.Generator(device="cuda").manual_seed(0)
     sets = []
@@ -65,9 +65,10 @@ def halting_bandwidth(M: int = 1 << 20, V: int = 14, D: int = 128) -> dict:
     err = max(float((a.float() - b.float()).abs().max()) for a, b in zip(got, want))
     # bytes moved: read logits, both states, active, steps, threshold; write state, active, steps, entropy
     nbytes = M * (V * 4 + 2 * D * 4 + 1 + 4 + 4) + M * (D * 4 + 1 + 4 + 4)
-    ms = median_ms(lambda s: K.halting_update_cutile(*s), sets)
+    bm = block_m or K.BLOCK_M
+    ms = median_ms(lambda s: K._launch(*s, True, block_m=bm), sets)
     ref_ms = median_ms(lambda s: K.halting_update_reference(*s), sets)
-    return {"M": M, "V": V, "D": D, "bytes": nbytes, "ms": ms, "bandwidth_gbs": nbytes / ms / 1e6,
+    return {"M": M, "V": V, "D": D, "block_m": bm, "bytes": nbytes, "ms": ms, "bandwidth_gbs": nbytes / ms / 1e6,
             "reference_ms": ref_ms, "max_abs_error_vs_reference": err}
 
 
@@ -92,7 +93,9 @@ def flops_per_forward(model, idx: torch.Tensor, loops: int) -> float:
 
 
 def looped_inference(model, loops_list: list[int], batch: int, digits: int) -> list[dict]:
+    from kernels import looped_block as LB
     from looplm.config import HaltingConfig
+    ROWS = LB.ROWS
     from looplm.data import make_batch, problems
     fmt = model.config.data.format
     batches = [make_batch(problems(batch, digits, digits, seed=s), fmt).idx.cuda() for s in range(3)]
@@ -137,6 +140,10 @@ def looped_inference(model, loops_list: list[int], batch: int, digits: int) -> l
             assert res.halting.entropy.shape[0] == 0, "the persistent cuTile path did not run"
             agree = float((res.logits.argmax(-1) == want.argmax(-1)).float().mean())
             ms["cutile"] = median_ms(lambda idx: fused(idx).logits, batches)
+            for rows in (64, 128):            # the packing sweep: rows per block
+                LB.ROWS = rows
+                ms[f"cutile_rows{rows}"] = median_ms(lambda idx: fused(idx).logits, batches)
+            LB.ROWS = ROWS
             best_other = min(ms["compile"], ms["graphs"])
             flops = flops_per_forward(model, batches[0], L)
             rows.append({"L": L, "halting": halting, "batch": batch, "digits": digits, "T": int(batches[0].shape[1]),
@@ -158,8 +165,12 @@ def main() -> None:
     args = ap.parse_args()
     copy = copy_bandwidth()
     mm = matmul_tflops()
-    halt = halting_bandwidth()
+    sweep = [halting_bandwidth(block_m=bm) for bm in (32, 64, 128, 256)]
+    for s in sweep:
+        print(f"halting BLOCK_M={s['block_m']}: {s['ms']:.3f} ms, {s['bandwidth_gbs']:.0f} GB/s", flush=True)
+    halt = halting_bandwidth()     # the module's BLOCK_M, as the model runs it
     halt["bandwidth_fraction"] = halt["bandwidth_gbs"] / copy
+    halt["block_m_sweep"] = [{k: s[k] for k in ("block_m", "ms", "bandwidth_gbs")} for s in sweep]
     table("halting kernel", ["copy GB/s", "bf16 matmul TFLOP/s", "halting GB/s", "fraction of copy", "ms", "ref ms"],
           [[copy, mm, halt["bandwidth_gbs"], halt["bandwidth_fraction"], halt["ms"], halt["reference_ms"]]])
     model = inference_model(args.ckpt)

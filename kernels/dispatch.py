@@ -23,6 +23,7 @@ def cutile_available() -> bool:
     return torch.cuda.is_available()
 
 
+@torch.compiler.disable
 def backend(t: torch.Tensor) -> str:
     """'cutile' or 'reference' for an op on tensor t."""
     forced = os.environ.get("LOOPLM_KERNELS", "").strip().lower()
@@ -38,20 +39,20 @@ def backend(t: torch.Tensor) -> str:
     return "cutile" if ok else "reference"
 
 
-def entropy(logits: torch.Tensor) -> torch.Tensor:
-    if backend(logits) == "cutile" and halting.supported(logits.shape[-1]):
+# The model asks `backend` once per forward, outside its loop, and passes the answer down: a
+# decision made inside the loop would put an environment read (and a graph break under
+# torch.compile) into every loop.
+
+def entropy(logits: torch.Tensor, on_cutile: bool) -> torch.Tensor:
+    if on_cutile and halting.supported(logits.shape[-1]):
         return halting.entropy_cutile(logits)
     return halting.entropy_reference(logits)
 
 
-def halting_update(logits, new_state, state, active, steps, threshold):
-    if backend(logits) == "cutile" and halting.supported(logits.shape[-1]):
+def halting_update(logits, new_state, state, active, steps, threshold, on_cutile: bool):
+    if on_cutile and halting.supported(logits.shape[-1]):
         return halting.halting_update_cutile(logits, new_state, state, active, steps, threshold)
     return halting.halting_update_reference(logits, new_state, state, active, steps, threshold)
-
-
-def attention_on_cutile(q: torch.Tensor) -> bool:
-    return backend(q) == "cutile"
 
 
 def loop_attention(q, k, v, sig, plen, bias, *, window, clip, prefix):
@@ -63,10 +64,11 @@ _WEIGHTS: dict = {}
 
 def looped_inference(model, idx: torch.Tensor, loops: int, policy):
     """All loops in one persistent cuTile launch, if this model, shape and policy allow it;
-    else None (the caller runs the per-loop path). Returns (logits, steps, Halting)."""
+    else None (the caller runs the per-loop path). Call only when `backend` said cutile.
+    Returns (logits, steps, Halting)."""
     m = model.config.model
     B, T = idx.shape
-    if (backend(idx) != "cutile" or not m.tied or m.reinject == "adapter" or m.position == "rope"
+    if (not m.tied or m.reinject == "adapter" or m.position == "rope"
             or policy.mode == "gate"
             or not looped_block.supported(B, T, m.n_embd, m.n_head, m.vocab_size)):
         return None

@@ -78,21 +78,21 @@ def halting_update_kernel(logits, new_state, state, active, steps, threshold,
             ct.store(state_out, index=(bid, j), tile=ct.where(act[:, None], new, old))
 
 
-def tiles_for(M: int, V: int, D: int) -> dict[str, int]:
+def tiles_for(M: int, V: int, D: int, block_m: int = BLOCK_M) -> dict[str, int]:
     """Tile sizes for a shape: all powers of two; V padded up inside one tile."""
-    return {"BLOCK_M": BLOCK_M, "BLOCK_V": next_pow2(V), "BLOCK_D": min(next_pow2(D), MAX_BLOCK_D)}
+    return {"BLOCK_M": block_m, "BLOCK_V": next_pow2(V), "BLOCK_D": min(next_pow2(D), MAX_BLOCK_D)}
 
 
 def supported(V: int) -> bool:
     return V <= MAX_V
 
 
-def _launch(logits, new_state, state, active, steps, threshold, with_state: bool, out=None):
+def _launch(logits, new_state, state, active, steps, threshold, with_state: bool, out=None, block_m=BLOCK_M):
     """Launch over ceil(M / BLOCK_M) blocks. `out=((state', active', steps'), entropy)` lets a
-    caller pass pre-poisoned buffers (the tile-index probe does)."""
+    caller pass pre-poisoned buffers (the tile-index probe does); `block_m` a tuning sweep."""
     M, V = logits.shape
     D = new_state.shape[1] if with_state else 1
-    t = tiles_for(M, V, D)
+    t = tiles_for(M, V, D, block_m)
     dev = logits.device
     entropy = out[1] if out else torch.empty(M, dtype=torch.float32, device=dev)
     if with_state:

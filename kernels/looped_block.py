@@ -12,8 +12,8 @@ short sequences, with halting inside the kernel.
     logits (B, T, V)  fp32   the head's output on the final state
     steps  (B, T)     int32  loops each token ran
 
-One CTA holds one sequence's state (T <= 64 padded to a power of two, D a power of two <= 128)
-for all L loops; every loop reads the weights again, from L2 (all CTAs read the same ones),
+One CTA holds the state of a group of whole sequences packed into ROWS = 128 token rows (T <= 64,
+D a power of two <= 128) for all L loops; every loop reads the weights again, from L2 (all CTAs read the same ones),
 instead of launching ~10 kernels per loop. Matrix products run in bf16 with fp32
 accumulation (fp32 weights: fp32 products); layer norms, softmax and the state stay fp32. Shapes outside `supported` fall
 back to the per-loop path.
@@ -32,7 +32,8 @@ ConstInt = ct.Constant[int]
 ConstBool = ct.Constant[bool]
 ConstFloat = ct.Constant[float]
 INF = math.inf
-MAX_T, MAX_D = 64, 128   # one CTA holds a (T, D) state: D=256 spills (9 MB cubin, 80 s compile)
+MAX_T, MAX_D = 64, 128   # one block holds a (ROWS, D) state: D=256 spills (9 MB cubin, 80 s compile)
+ROWS = 128     # packed token rows per block (whole sequences; attention is block-diagonal)
 CHUNK = 64     # MLP hidden columns per step
 
 
@@ -71,78 +72,86 @@ def load_vec(a, n):
 
 
 @tile_kernel()
-def looped_block_kernel(X0, SIG, PLEN, NREAL, THR, LN1W, LN1B, WQKV, WPROJ, LN2W, LN2B, W1, B1, W2, B2,
+def looped_block_kernel(X0, SIG, POS, SEQ, PLEN, REAL, THR, LN1W, LN1B, WQKV, WPROJ, LN2W, LN2B, W1, B1, W2, B2,
                         LNFW, LNFB, WTE, BIAS, STEP, LOGITS, STEPS, scale: float, log_v: float,
                         loops: int, min_loops: int, n_head: int, n_chunks: int,
-                        TT: ConstInt, D: ConstInt, HD: ConstInt, VP: ConstInt,
+                        R: ConstInt, D: ConstInt, HD: ConstInt, VP: ConstInt,
                         V: ConstInt, CLIP: ConstInt, WINDOW: ConstInt,
                         USE_BIAS: ConstBool, PREFIX: ConstBool, REINJECT: ConstBool, STEP_EMB: ConstBool,
                         HALTING: ConstBool):
-    """grid (B,): one sequence per block, all `loops` loops. Loop counts (loops, heads, MLP
-    chunks) are run-time values: the bodies compile once instead of being unrolled, which keeps
-    the binary small and the compile fast; test-time loop counts need no recompilation."""
-    b = ct.bid(0)
+    """grid (G,): one group of R packed rows (several whole sequences) per block, all loops.
+
+    Per row: SIG significance, POS position in its sequence, SEQ sequence slot in the group
+    (-1: an empty row), PLEN its sequence's prompt length, REAL a real token (not padding).
+    Attention is block-diagonal over SEQ. Loop counts (loops, heads, MLP chunks) are run-time
+    values: the bodies compile once instead of being unrolled (small binary, fast compile),
+    and test-time loop counts need no recompilation."""
+    g = ct.bid(0)
     MT = WQKV.dtype                                   # matrix products in the weights' dtype
-    x0 = ct.reshape(ct.load(X0, index=(b, 0, 0), shape=(1, TT, D), padding_mode=ct.PaddingMode.ZERO), (TT, D))
-    sig = ct.reshape(ct.load(SIG, index=(b, 0), shape=(1, TT), padding_mode=ct.PaddingMode.ZERO), (TT,))
-    thr = ct.reshape(ct.load(THR, index=(b, 0), shape=(1, TT), padding_mode=ct.PaddingMode.ZERO), (TT,))
-    plen = ct.load(PLEN, index=(b,), shape=())
-    pos = ct.arange(TT, dtype=ct.int32)
-    real = pos < ct.load(NREAL, index=(b,), shape=())
+    x0 = ct.reshape(ct.load(X0, index=(g, 0, 0), shape=(1, R, D)), (R, D))
+    sig = ct.reshape(ct.load(SIG, index=(g, 0), shape=(1, R)), (R,))
+    pos = ct.reshape(ct.load(POS, index=(g, 0), shape=(1, R)), (R,))
+    seq = ct.reshape(ct.load(SEQ, index=(g, 0), shape=(1, R)), (R,))
+    plen = ct.reshape(ct.load(PLEN, index=(g, 0), shape=(1, R)), (R,))
+    real = ct.reshape(ct.load(REAL, index=(g, 0), shape=(1, R)), (R,)) > 0
+    thr = ct.reshape(ct.load(THR, index=(g, 0), shape=(1, R)), (R,))
     # the attention mask and bias buckets are the same every loop: build them once
-    ok = pos[None, :] <= pos[:, None]
+    rows = ct.arange(R, dtype=ct.int32)
+    causal = pos[None, :] <= pos[:, None]
     if PREFIX:
-        ok = ok | ((pos[:, None] < plen) & (pos[None, :] < plen))
+        causal = causal | ((pos[:, None] < plen[:, None]) & (pos[None, :] < plen[None, :]))
+    ok = (seq[:, None] == seq[None, :]) & (seq[None, :] >= 0) & causal
     d = sig[:, None] - sig[None, :]
     key_digit = sig[None, :] >= 0
     if WINDOW >= 0:
         ok = ok & ((ct.abs(d) <= WINDOW) | ~key_digit)
+    ok = ok | (rows[:, None] == rows[None, :])        # every row sees itself: no empty softmax
     bucket = ct.where(key_digit, ct.minimum(ct.maximum(d, -CLIP), CLIP) + CLIP, 2 * CLIP + 1)
     if REINJECT:
-        h = ct.full((TT, D), 0.0, dtype=ct.float32)
+        h = ct.full((R, D), 0.0, dtype=ct.float32)
     else:
         h = x0
     active = real
-    steps = ct.full((TT,), 0, dtype=ct.int32)
+    steps = ct.full((R,), 0, dtype=ct.int32)
     for loop in range(loops):
         inp = h + x0 if REINJECT else h
         if STEP_EMB:
             inp = inp + ct.astype(ct.reshape(ct.load(STEP, index=(loop, 0), shape=(1, D)), (D,)), ct.float32)[None, :]
         a = ct.astype(layer_norm(inp, load_vec(LN1W, D), load_vec(LN1B, D), D), MT)
-        attn = ct.full((TT, D), 0.0, dtype=ct.float32)
+        attn = ct.full((R, D), 0.0, dtype=ct.float32)
         for hh in range(n_head):
             wq = ct.load(WQKV, index=(hh, 0), shape=(HD, D))
             wk = ct.load(WQKV, index=(n_head + hh, 0), shape=(HD, D))
             wv = ct.load(WQKV, index=(2 * n_head + hh, 0), shape=(HD, D))
-            q = ct.mma(a, ct.transpose(wq), ct.full((TT, HD), 0.0, dtype=ct.float32))
-            k = ct.mma(a, ct.transpose(wk), ct.full((TT, HD), 0.0, dtype=ct.float32))
-            v = ct.mma(a, ct.transpose(wv), ct.full((TT, HD), 0.0, dtype=ct.float32))
+            q = ct.mma(a, ct.transpose(wq), ct.full((R, HD), 0.0, dtype=ct.float32))
+            k = ct.mma(a, ct.transpose(wk), ct.full((R, HD), 0.0, dtype=ct.float32))
+            v = ct.mma(a, ct.transpose(wv), ct.full((R, HD), 0.0, dtype=ct.float32))
             s = ct.mma(ct.astype(q, MT), ct.transpose(ct.astype(k, MT)),
-                       ct.full((TT, TT), 0.0, dtype=ct.float32)) * scale
+                       ct.full((R, R), 0.0, dtype=ct.float32)) * scale
             if USE_BIAS:
                 s = s + ct.gather(BIAS, (hh, bucket))
             s = ct.where(ok, s, -INF)
-            m = ct.max(s, axis=1, keepdims=True)                      # the diagonal is always allowed
+            m = ct.max(s, axis=1, keepdims=True)                      # finite: the diagonal is allowed
             p = ct.exp(s - m)
             p = p / ct.sum(p, axis=1, keepdims=True)
-            y = ct.mma(ct.astype(p, MT), ct.astype(v, MT), ct.full((TT, HD), 0.0, dtype=ct.float32))
+            y = ct.mma(ct.astype(p, MT), ct.astype(v, MT), ct.full((R, HD), 0.0, dtype=ct.float32))
             wo = ct.load(WPROJ, index=(0, hh), shape=(D, HD))
             attn = ct.mma(ct.astype(y, MT), ct.transpose(wo), attn)
         h1 = inp + attn
         a2 = ct.astype(layer_norm(h1, load_vec(LN2W, D), load_vec(LN2B, D), D), MT)
-        mlp = ct.full((TT, D), 0.0, dtype=ct.float32)
+        mlp = ct.full((R, D), 0.0, dtype=ct.float32)
         for c in range(n_chunks):
             w1 = ct.load(W1, index=(c, 0), shape=(CHUNK, D))
             b1 = ct.astype(ct.load(B1, index=(c,), shape=(CHUNK,)), ct.float32)
-            z = gelu_tanh(ct.mma(a2, ct.transpose(w1), ct.full((TT, CHUNK), 0.0, dtype=ct.float32)) + b1[None, :])
+            z = gelu_tanh(ct.mma(a2, ct.transpose(w1), ct.full((R, CHUNK), 0.0, dtype=ct.float32)) + b1[None, :])
             w2 = ct.load(W2, index=(0, c), shape=(D, CHUNK))
             mlp = ct.mma(ct.astype(z, MT), ct.transpose(w2), mlp)
         new = h1 + mlp + load_vec(B2, D)[None, :]
         if HALTING:
             f = ct.astype(layer_norm(new, load_vec(LNFW, D), load_vec(LNFB, D), D), MT)
             wte = ct.load(WTE, index=(0, 0), shape=(VP, D), padding_mode=ct.PaddingMode.ZERO)
-            lg = ct.mma(f, ct.transpose(wte), ct.full((TT, VP), 0.0, dtype=ct.float32))
-            ent = ct.reshape(row_entropy(lg, V, log_v, VP), (TT,))     # padded vocab columns masked
+            lg = ct.mma(f, ct.transpose(wte), ct.full((R, VP), 0.0, dtype=ct.float32))
+            ent = ct.reshape(row_entropy(lg, V, log_v, VP), (R,))      # padded vocab columns masked
             h = ct.where(active[:, None], new, h)
             steps = steps + ct.where(active, 1, 0)
             if loop + 1 >= min_loops:
@@ -152,19 +161,32 @@ def looped_block_kernel(X0, SIG, PLEN, NREAL, THR, LN1W, LN1B, WQKV, WPROJ, LN2W
             steps = steps + ct.where(real, 1, 0)
     f = ct.astype(layer_norm(h, load_vec(LNFW, D), load_vec(LNFB, D), D), MT)
     wte = ct.load(WTE, index=(0, 0), shape=(VP, D), padding_mode=ct.PaddingMode.ZERO)
-    logits = ct.mma(f, ct.transpose(wte), ct.full((TT, VP), 0.0, dtype=ct.float32))
-    ct.store(LOGITS, index=(b, 0, 0), tile=ct.reshape(logits, (1, TT, VP)))
-    ct.store(STEPS, index=(b, 0), tile=ct.reshape(steps, (1, TT)))
+    logits = ct.mma(f, ct.transpose(wte), ct.full((R, VP), 0.0, dtype=ct.float32))
+    ct.store(LOGITS, index=(g, 0, 0), tile=ct.reshape(logits, (1, R, VP)))
+    ct.store(STEPS, index=(g, 0), tile=ct.reshape(steps, (1, R)))
 
 
 def tiles_for(B: int = 1, T: int = 1, D: int = 64, H: int = 4, V: int = 14) -> dict[str, int]:
-    return {"TT": max(16, next_pow2(T)), "D": D, "HD": D // H, "VP": max(16, next_pow2(V)), "CHUNK": CHUNK}
+    """R = ROWS rows per block hold floor(R / T) whole sequences (3 of 39 tokens in 128)."""
+    return {"R": ROWS, "D": D, "HD": D // H, "VP": max(16, next_pow2(V)), "CHUNK": CHUNK}
 
 
 def supported(B: int, T: int, D: int, H: int, V: int) -> bool:
-    """The shapes one CTA can hold: declared in the spec (kernel looped_block, limits)."""
+    """The shapes one block can hold: declared in the spec (kernel looped_block, limits)."""
     hd = D // H
     return T <= MAX_T and D <= MAX_D and D == next_pow2(D) and D % CHUNK == 0 and hd == next_pow2(hd) and hd >= 16
+
+
+def pack(B: int, T: int, R: int, device) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    """Place whole sequences in groups of R rows: (batch index, position) per packed row
+    (-1 for empty rows), sequences per group S, groups G."""
+    S = max(1, R // T)
+    G = -(-B // S)
+    r = torch.arange(R, device=device)
+    b = torch.arange(G, device=device)[:, None] * S + r[None, :] // T        # (G, R)
+    t = (r % T).expand(G, R)
+    empty = (r[None, :] >= S * T) | (b >= B)
+    return torch.where(empty, -1, b), torch.where(empty, -1, t), S, G
 
 
 def weights_of(model, dtype=torch.bfloat16) -> Weights:
@@ -185,23 +207,40 @@ def weights_of(model, dtype=torch.bfloat16) -> Weights:
 
 def looped_block_cutile(x0, sig, plen, nreal, thr, w: Weights, *, loops: int, halting: bool, min_loops: int = 1,
                         window=None, clip: int = 3, use_bias: bool = False, prefix: bool = False,
-                        reinject: bool = True, step_emb: bool = False, out=None):
+                        reinject: bool = True, step_emb: bool = False, out=None, rows: int | None = None):
     """Host wrapper (same signature as the reference); emulated when the tensors are on the CPU.
-    `out=(logits, steps)` lets a test pass NaN-poisoned buffers."""
+    Packs whole sequences into groups of R rows, launches one block per group, unpacks.
+    `out=(logits, steps)` lets a test pass NaN-poisoned buffers; `rows` overrides R."""
     B, T, D = x0.shape
     V, H = w.wte.shape[0], w.bias.shape[0]
     if not supported(B, T, D, H, V):
         raise ValueError(f"looped_block supports T <= {MAX_T} and power-of-two D <= {MAX_D}; got T={T}, D={D}")
     t = tiles_for(B, T, D, H, V)
-    logits, steps = out if out is not None else (torch.empty(B, T, V, device=x0.device, dtype=torch.float32),
-                                                 torch.empty(B, T, device=x0.device, dtype=torch.int32))
-    looped_block_kernel.launch((B,), (
-        x0.float().contiguous(), sig.int().contiguous(), plen.int().contiguous(), nreal.int().contiguous(),
-        thr.float().contiguous(),
-        *(x.contiguous() for x in w), logits, steps, 1.0 / math.sqrt(D // H), math.log(V), loops, min_loops,
-        H, w.w1.shape[0] // CHUNK, t["TT"], D, D // H, t["VP"], V, clip,
-        -1 if window is None else window, use_bias, prefix, reinject, step_emb, halting))
-    return logits, steps
+    R = rows or t["R"]
+    bi, ti, S, G = pack(B, T, R, x0.device)
+    empty = bi < 0
+    b0, t0 = bi.clamp_min(0), ti.clamp_min(0)
+    def gather(a, fill):  # (B, T, ...) -> (G, R, ...), empty rows filled
+        x = a[b0, t0]
+        return torch.where(empty.view(*empty.shape, *[1] * (x.dim() - 2)), torch.full_like(x, fill), x)
+    pos = torch.arange(T, device=x0.device).expand(B, T)
+    real = pos < nreal[:, None]
+    packed = (gather(x0.float(), 0.0), gather(sig.int(), -1), gather(pos.int(), 0),
+              torch.where(empty, -1, bi - torch.arange(G, device=x0.device)[:, None] * S).int(),
+              gather(plen.int()[:, None].expand(B, T), 0), gather(real.int(), 0), gather(thr.float(), 0.0))
+    logits = torch.empty(G, R, t["VP"], device=x0.device, dtype=torch.float32)
+    steps = torch.empty(G, R, device=x0.device, dtype=torch.int32)
+    looped_block_kernel.launch((G,), (
+        *(a.contiguous() for a in packed), *(x.contiguous() for x in w), logits, steps,
+        1.0 / math.sqrt(D // H), math.log(V), loops, min_loops, H, w.w1.shape[0] // CHUNK,
+        R, D, D // H, t["VP"], V, clip, -1 if window is None else window, use_bias, prefix, reinject, step_emb,
+        halting))
+    out_logits, out_steps = out if out is not None else (torch.empty(B, T, V, device=x0.device),
+                                                         torch.empty(B, T, device=x0.device, dtype=torch.int32))
+    keep = ~empty
+    out_logits[bi[keep], ti[keep]] = logits[keep][:, :V]
+    out_steps[bi[keep], ti[keep]] = steps[keep]
+    return out_logits, out_steps
 
 
 def looped_block_reference(x0, sig, plen, nreal, thr, w: Weights, *, loops: int, halting: bool, min_loops: int = 1,
@@ -249,15 +288,14 @@ def looped_block_reference(x0, sig, plen, nreal, thr, w: Weights, *, loops: int,
 def aot_signatures(B: int, T: int, D: int, H: int, V: int):
     from .tile import array, scalar
     t = tiles_for(B, T, D, H, V)
-    f32, bf = torch.float32, torch.bfloat16
+    f32, bf, i32 = torch.float32, torch.bfloat16, torch.int32
     out = []
     for halting in (False, True):
         out.append((looped_block_kernel, [
-            array(f32, 3), array(torch.int32, 2), array(torch.int32, 1), array(torch.int32, 1), array(f32, 2),
+            array(f32, 3), array(i32, 2), array(i32, 2), array(i32, 2), array(i32, 2), array(i32, 2), array(f32, 2),
             array(f32, 1), array(f32, 1), array(bf, 2), array(bf, 2), array(f32, 1), array(f32, 1),
             array(bf, 2), array(f32, 1), array(bf, 2), array(f32, 1), array(f32, 1), array(f32, 1),
-            array(bf, 2), array(f32, 2), array(bf, 2), array(f32, 3), array(torch.int32, 2),
-            scalar(f32), scalar(f32), scalar(torch.int32), scalar(torch.int32), scalar(torch.int32),
-            scalar(torch.int32), t["TT"], D, D // H, t["VP"], V, 3, 1,
-            True, False, True, False, halting]))
+            array(bf, 2), array(f32, 2), array(bf, 2), array(f32, 3), array(i32, 2),
+            scalar(f32), scalar(f32), scalar(i32), scalar(i32), scalar(i32), scalar(i32),
+            t["R"], D, D // H, t["VP"], V, 3, 1, True, False, True, False, halting]))
     return out

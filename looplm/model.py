@@ -50,6 +50,7 @@ class Context(NamedTuple):
     window: Optional[int]
     clip: int
     prefix: bool
+    cutile: bool                      # run the cuTile kernels (decided once per forward)
 
 
 class Attention(nn.Module):
@@ -66,7 +67,7 @@ class Attention(nn.Module):
         q, k, v = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)  # (B, H, T, hd)
         if ctx.rope is not None:
             q, k = apply_rope(q, *ctx.rope), apply_rope(k, *ctx.rope)
-        if not self.training and dispatch.attention_on_cutile(q):
+        if not self.training and ctx.cutile:
             y = dispatch.loop_attention(q, k, v, ctx.sig, ctx.plen, self.rel_bias if ctx.bucket is not None else None,
                                         window=ctx.window, clip=ctx.clip, prefix=ctx.prefix)
             return self.proj(y.transpose(1, 2).reshape(B, T, C))
@@ -148,7 +149,7 @@ class LoopLM(nn.Module):
             nn.init.normal_(mod.weight, std=0.02)
 
     # ---- pieces ---------------------------------------------------------------------------
-    def context(self, idx: torch.Tensor, sig: torch.Tensor) -> Context:
+    def context(self, idx: torch.Tensor, sig: torch.Tensor, cutile: bool = False) -> Context:
         m = self.config.model
         windowed = m.position == "windowed"
         bias = m.position in ("relative", "windowed")
@@ -159,7 +160,7 @@ class LoopLM(nn.Module):
         bucket = relative_bucket(sig, m.relative_clip) if bias else None
         rope = rope_tables(idx.shape[1], m.n_embd // m.n_head, idx.device) if m.position == "rope" else None
         return Context(allowed, bucket, rope, sig, prompt_length(idx, self.vocab), m.window if windowed else None,
-                       m.relative_clip, m.prefix_bidirectional)
+                       m.relative_clip, m.prefix_bidirectional, cutile)
 
     def embed(self, idx: torch.Tensor, sig: torch.Tensor) -> torch.Tensor:
         """x0 (B, T, D): token embedding plus the scheme's absolute position information."""
@@ -208,7 +209,8 @@ class LoopLM(nn.Module):
         if len(self.blocks) > 1 and L > len(self.blocks):
             raise ValueError(f"GPT-L with {len(self.blocks)} blocks cannot run {L} loops")
         policy = halting or cfg.halting
-        if not self.training and not torch.is_grad_enabled() and not trace:
+        cutile = not self.training and dispatch.backend(idx) == "cutile"
+        if cutile and not torch.is_grad_enabled() and not trace:
             fused = dispatch.looped_inference(self, idx, L, policy)   # one cuTile launch for all loops
             if fused is not None:
                 logits, steps, halt = fused
@@ -217,7 +219,7 @@ class LoopLM(nn.Module):
         gate = policy.mode == "gate" and self.halt_head is not None
         B, T = idx.shape
         sig = significance(idx, self.vocab, cfg.data.format)
-        ctx = self.context(idx, sig)
+        ctx = self.context(idx, sig, cutile)
         x0 = self.embed(idx, sig)
         real = idx != self.vocab.pad_id                            # (B, T) tokens that count
         h = x0 if cfg.model.reinject == "none" else torch.zeros_like(x0)
@@ -237,10 +239,10 @@ class LoopLM(nn.Module):
             logits = self.head(new) if (dynamic or supervised or trace) else None
             if dynamic:
                 h, active, steps, entropy = self._halt(logits, new, h, active, steps, thr, loop, policy,
-                                                       halt_logits)
+                                                       halt_logits, cutile)
             else:
                 h, steps = new, steps + real.int()
-                entropy = dispatch.entropy(logits.detach().reshape(B * T, -1)).view(B, T) if trace else None
+                entropy = dispatch.entropy(logits.detach().reshape(B * T, -1), cutile).view(B, T) if trace else None
             if entropy is not None:
                 entropies.append(entropy.detach())
             if gate and not dynamic:
@@ -261,7 +263,7 @@ class LoopLM(nn.Module):
         halt = Halting(steps, ent, applications, real.sum() * L, ponder)
         return Output(logits, loss, halt)
 
-    def _halt(self, logits, new, h, active, steps, thr, loop, policy, lams):
+    def _halt(self, logits, new, h, active, steps, thr, loop, policy, lams, cutile):
         """One loop's halting update for inference; the state of halted tokens stays put."""
         B, T, D = new.shape
         if policy.mode == "gate":
@@ -270,7 +272,7 @@ class LoopLM(nn.Module):
             survive = torch.stack([1 - x for x in lams]).prod(dim=0)
             h = torch.where(active[..., None], new, h)
             steps = steps + active.int()
-            entropy = dispatch.entropy(logits.detach().reshape(B * T, -1)).view(B, T)
+            entropy = dispatch.entropy(logits.detach().reshape(B * T, -1), cutile).view(B, T)
             if loop + 1 >= policy.min_loops:
                 active = active & ~((1 - survive) >= policy.gate_threshold)
             return h, active, steps, entropy
@@ -278,7 +280,7 @@ class LoopLM(nn.Module):
             thr = torch.full_like(thr, -1.0)                      # nothing halts before min_loops
         h2, a2, s2, ent = dispatch.halting_update(
             logits.reshape(B * T, -1), new.reshape(B * T, D), h.reshape(B * T, D),
-            active.reshape(-1), steps.reshape(-1), thr.reshape(-1))
+            active.reshape(-1), steps.reshape(-1), thr.reshape(-1), cutile)
         return h2.view(B, T, D), a2.view(B, T), s2.view(B, T), ent.view(B, T)
 
     def _ce(self, logits: torch.Tensor, targets: torch.Tensor, reduce: bool = True) -> torch.Tensor:

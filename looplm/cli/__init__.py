@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import typer
 
-from . import kernels, model, rca, spec, verify
+from . import experiment, kernels, model, rca, spec, verify
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="LoopLM-Spec: spec-driven verification for looped transformers and their kernels.")
@@ -17,6 +17,8 @@ app.command("claims")(verify.claims)
 app.command("diagnose")(verify.diagnose_cmd)
 app.add_typer(rca.app, name="rca")
 app.add_typer(kernels.app, name="kernels")
+app.add_typer(experiment.app, name="experiment")
+app.command("report")(experiment.report)
 
 
 def main() -> None:

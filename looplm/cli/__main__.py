@@ -1,0 +1,4 @@
+"""`python -m looplm.cli ...` (where the package is not installed, e.g. on the GPU machine)."""
+from . import main
+
+main()

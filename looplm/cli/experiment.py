@@ -1,0 +1,45 @@
+"""`looplm experiment run FILE...` and `looplm report RESULTS`: experiments end to end."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from looplm.experiment import Experiment, GateRefused, run
+from looplm.report import collect, write_report
+
+from .common import EXIT_FAIL, existing, fail, out, user_errors
+
+app = typer.Typer(no_args_is_help=True, help="Experiments declared in JSON files (see looplm/experiment.py).")
+
+
+@app.command("run")
+def run_cmd(files: List[Path] = typer.Argument(..., help="Experiment files."),
+            out_dir: Path = typer.Option(Path("runs"), "--out"),
+            max_iters: Optional[int] = typer.Option(None, help="Override every experiment's train.max_iters."),
+            device: Optional[str] = typer.Option(None, help="Override train.device (cpu | cuda | auto).")) -> None:
+    """gate -> train -> eval -> results into OUT/<name>/, for each file in turn."""
+    with user_errors():
+        for f in files:
+            exp = Experiment.load(existing(f))
+            over = {k: v for k, v in (("max_iters", max_iters), ("device", device)) if v is not None}
+            if over:
+                exp = exp.model_copy(update={"config": {**exp.config, "train": {**exp.config.get("train", {}), **over}}})
+            try:
+                res = run(exp, out_dir, log=lambda m: out.print(m, markup=False))
+            except GateRefused as e:
+                raise fail(f"{exp.name}: {e}", EXIT_FAIL) from None
+            out.print(f"{exp.name}: done in {res['seconds']} s -> {out_dir / exp.name / 'results.json'}")
+
+
+def report(results: Path = typer.Argument(Path("results"), help="Where results JSON, figures and REPORT.md live."),
+           runs: Optional[Path] = typer.Option(None, help="Collect these runs into RESULTS first.")) -> None:
+    """Write RESULTS/REPORT.md with tables and figures (collecting RUNS first if given)."""
+    with user_errors():
+        if runs is not None:
+            for name, path in collect(runs, results).items():
+                out.print(f"wrote {path}")
+        existing(results / "length_generalization.json")
+        out.print(f"wrote {write_report(results)}")

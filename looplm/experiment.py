@@ -1,0 +1,141 @@
+"""Experiments declared in a JSON file, run end to end: gate -> train -> eval -> report.
+
+    {
+      "name": "looplm_reversed",                      # runs/<name>/
+      "description": "the headline model",
+      "config": {"model": {"n_embd": 128}, "train": {"max_iters": 2000}},   # overrides of Config()
+      "evals": [                                       # each: digits, n, and optional
+        {"name": "random", "digits": [5, 8, 100], "n": 1000},
+        {"name": "unequal", "digits": [8, 32], "n": 500, "kind": "unequal"},   # kind: random |
+        {"name": "loops", "digits": [8], "n": 500, "loops": [4, 12, 24]},      # carry_chain | decoy
+        {"name": "scaled", "digits": [8, 32], "n": 500, "loops": "digits+8"},  # loops from digits
+        {"name": "halting", "digits": [8], "n": 500, "thresholds": [0.5, 0.1], "mode": "entropy"}
+      ]
+    }
+
+Writes runs/<name>/: experiment.json, gate.json (and rca.jsonl if the gate drafts any),
+trace.jsonl, ckpt.pt, eval_<name>.json per eval, results.json (everything in one place).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from . import checkpoint
+from .config import Config, HaltingConfig
+from .evaluate import evaluate
+from .train import train
+
+
+class EvalSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    digits: list[int] = Field(min_length=1)
+    n: int = Field(ge=1)
+    kind: Literal["random", "carry_chain", "decoy", "unequal"] = "random"
+    loops: Union[int, list[int], str, None] = None     # "digits+8", "2*digits"
+    thresholds: Optional[list[float]] = None
+    mode: Literal["entropy", "wait", "gate"] = "entropy"
+    seed: int = 0
+
+
+class Experiment(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    config: dict[str, Any] = {}
+    evals: list[EvalSpec] = []
+    gate: bool = True
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Experiment":
+        return cls.model_validate(json.loads(Path(path).read_text()))
+
+    def resolved(self) -> Config:
+        return Config().override(**self.config) if self.config else Config()
+
+
+_LOOP_EXPR = re.compile(r"^\s*(?:(\d+)\s*\*\s*)?digits\s*(?:\+\s*(\d+))?\s*$")
+
+
+def loops_for(spec: Union[int, str, None], digits: int) -> Optional[int]:
+    """A loop count, or one computed from the digit count ("digits+8", "2*digits+4")."""
+    if spec is None or isinstance(spec, int):
+        return spec
+    m = _LOOP_EXPR.match(spec)
+    if not m:
+        raise ValueError(f"loops must be an int, a list, or like 'digits+8' / '2*digits'; got {spec!r}")
+    return int(m.group(1) or 1) * digits + int(m.group(2) or 0)
+
+
+def run_eval(model, e: EvalSpec, device) -> Union[dict, list[dict]]:
+    """One eval spec -> a report, or a list of reports for a sweep (loops or thresholds)."""
+    base = model.config.halting
+    kw = dict(seed=e.seed, kind=e.kind, device=device, token_budget=64_000_000 if str(device) != "cpu" else 4_000_000)
+    if e.thresholds is not None:
+        return [dict(evaluate(model, e.digits, e.n, loops=e.loops if isinstance(e.loops, int) else None,
+                              halting=HaltingConfig(**{**base.model_dump(), "mode": e.mode, "threshold": t}), **kw),
+                     threshold=t) for t in e.thresholds]
+    if isinstance(e.loops, list):
+        return [dict(evaluate(model, e.digits, e.n, loops=L, **kw), loops=L) for L in e.loops]
+    if isinstance(e.loops, str):   # a loop count per digit count: one evaluation per length
+        reports = [evaluate(model, [d], e.n, loops=loops_for(e.loops, d), **kw) for d in e.digits]
+        merged = {k: {} for k in ("accuracy_by_digits", "n_per_bucket", "avg_steps_answer_by_digits")}
+        for d, r in zip(e.digits, reports):
+            for k in merged:
+                merged[k].update(r[k])
+        return {**reports[-1], **merged, "loops_by_digits": {str(d): loops_for(e.loops, d) for d in e.digits},
+                "loops": e.loops}
+    return evaluate(model, e.digits, e.n, loops=e.loops, **kw)
+
+
+def run(exp: Experiment, out_root: Path = Path("runs"), *, spec_path: Optional[Path] = None,
+        log=print) -> dict:
+    """Run one experiment; returns (and writes) its results. Raises GateRefused on a failed gate."""
+    import dsl
+    from verifier import Target
+    from verifier.gate import gate
+    out = out_root / exp.name
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "experiment.json").write_text(exp.model_dump_json(indent=2) + "\n")
+    cfg = exp.resolved()
+    t0 = time.perf_counter()
+    if exp.gate:
+        spec = dsl.load(spec_path or dsl.BUNDLED)
+        verdict = gate(Target(spec=spec, config=cfg), spec_name=str(spec_path or "bundled"), rca_path=out / "rca.jsonl")
+        (out / "gate.json").write_text(verdict.report.model_dump_json(indent=2) + "\n")
+        log(verdict.summary())
+        if not verdict.passed:
+            raise GateRefused(verdict.summary())
+    summary = train(cfg, out, on_eval=lambda row: log(json.dumps(row)))
+    log(f"[{exp.name}] trained: {json.dumps(summary)}")
+    # evaluate what gets committed: the bf16 weights, through the verified PyTorch reference path,
+    # so that `looplm eval` of the committed checkpoint on a CPU reproduces the numbers
+    ld = checkpoint.load(out / "ckpt.pt")
+    checkpoint.save(out / "ckpt_bf16.pt", ld.model, step=ld.meta["step"] or 0, dtype=torch.bfloat16)
+    model = checkpoint.load(out / "ckpt_bf16.pt").model.to(summary["device"]).eval()
+    os.environ["LOOPLM_KERNELS"] = "reference"
+    evals = {}
+    for e in exp.evals:
+        t = time.perf_counter()
+        evals[e.name] = run_eval(model, e, summary["device"])
+        (out / f"eval_{e.name}.json").write_text(json.dumps(evals[e.name], indent=1) + "\n")
+        log(f"[{exp.name}] eval {e.name} ({time.perf_counter() - t:.0f} s): " +
+            json.dumps(evals[e.name].get("accuracy_by_digits") if isinstance(evals[e.name], dict) else
+                       [r["accuracy_by_digits"] for r in evals[e.name]]))
+    results = {"name": exp.name, "description": exp.description, "config": cfg.model_dump(mode="json"),
+               "train": summary, "evals": evals, "checkpoint": str(out / "ckpt_bf16.pt"),
+               "seconds": round(time.perf_counter() - t0, 1)}
+    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    return results
+
+
+class GateRefused(Exception):
+    """The spec's gate failed: the experiment did not train."""
