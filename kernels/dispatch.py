@@ -59,9 +59,6 @@ def loop_attention(q, k, v, sig, plen, bias, *, window, clip, prefix):
     return attention.loop_attention_cutile(q, k, v, sig, plen, bias, window=window, clip=clip, prefix=prefix)
 
 
-_WEIGHTS: dict = {}
-
-
 def looped_inference(model, idx: torch.Tensor, loops: int, policy):
     """All loops in one persistent cuTile launch, if this model, shape and policy allow it;
     else None (the caller runs the per-loop path). Call only when `backend` said cutile.
@@ -79,11 +76,11 @@ def looped_inference(model, idx: torch.Tensor, loops: int, policy):
     real = idx != model.vocab.pad_id
     halting = policy.mode != "fixed"
     thr = model.thresholds(idx, policy) if halting else torch.zeros(idx.shape, device=idx.device)
-    key = (id(model), model.blocks[0].attn.qkv.weight._version, model.wte.weight._version)
-    if _WEIGHTS.get("key") != key:                    # bf16 copies of the shared weights, once
-        _WEIGHTS.update(key=key, w=looped_block.weights_of(model))
+    # bf16 copies of the shared weights, made on every call: a cache keyed on tensor versions went
+    # stale under the fused AdamW (which does not bump `_version`) and validated old weights
+    w = looped_block.weights_of(model)
     logits, steps = looped_block.looped_block_cutile(
-        x0, sig, prompt_length(idx, model.vocab), real.sum(dim=1), thr, _WEIGHTS["w"], loops=loops,
+        x0, sig, prompt_length(idx, model.vocab), real.sum(dim=1), thr, w, loops=loops,
         halting=halting, min_loops=policy.min_loops, window=m.window if m.position == "windowed" else None,
         clip=m.relative_clip, use_bias=m.position in ("relative", "windowed"), prefix=m.prefix_bidirectional,
         reinject=m.reinject == "add", step_emb=m.step_embedding)

@@ -315,6 +315,14 @@ system LoopLM {
       bugs: [8]
       timeout: 300
     }
+    step inference_parity {
+      check: kernel.inference_parity
+      expect: "the fused looped-block kernel predicts what the reference path predicts, also after the weights change"
+      on_fail: "never cache weight copies across optimizer steps; compare against the reference path"
+      gates: true
+      severity: critical
+      uses: [kernel.looped_block]
+    }
     step overfit_batch {
       check: train.overfit_batch
       params: {steps: 300, target_loss: 0.1, batch_size: 16}

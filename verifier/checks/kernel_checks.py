@@ -110,6 +110,47 @@ def tile_index_probe(target: Target, params):
     return passed(f"{M} rows x {D} state columns, every element written in order on {_where(target)}", rows=M)
 
 
+@check("kernel.inference_parity")
+def inference_parity(target: Target, params):
+    """The fused looped-block path (cuTile, or its emulation here) gives the reference path's
+    predictions, and still does after the weights change in place (no stale weight copies)."""
+    from kernels import dispatch
+    from looplm import model as M
+    from looplm.data import make_batch, problems
+    dev = _device(target)
+    cfg = target.small(n_loops=3)
+    m = cfg.model
+    if not m.tied or m.reinject == "adapter" or m.position == "rope" or cfg.halting.mode == "gate":
+        return skipped("this architecture runs the per-loop path at inference (no fused kernel)")
+    torch.manual_seed(target.seed)
+    model = M.LoopLM(cfg, target.vocab).to(dev).eval()
+    d = cfg.data
+    idx = make_batch(problems(24, d.min_digits, d.max_digits, seed=5), d.format).idx.to(dev)
+    real = idx != target.vocab.pad_id
+    # the training optimizer itself: fused AdamW updates weights without bumping their version
+    from looplm.train import optimizer
+    opt = optimizer(model, cfg.train.model_copy(update={"lr": 0.05}), fused=True)
+    agree = []
+    for round_ in range(2):
+        with torch.no_grad():
+            fused = dispatch.looped_inference(model, idx, 3, cfg.halting)
+            if fused is None:
+                return skipped(f"shape {tuple(idx.shape)} is outside the fused kernel's limits")
+            ref = model(idx, trace=True).logits            # trace=True keeps the reference path
+        agree.append(float((fused[0].argmax(-1) == ref.argmax(-1))[real].float().mean()))
+        err = float((fused[0] - ref)[real].abs().max())
+        if agree[-1] < 0.99 or err > 0.1:
+            return failed(f"{'after an in-place weight update, ' if round_ else ''}fused and reference predictions "
+                          f"differ: argmax agreement {agree[-1]:.1%}, max |diff| {err:.3g}", agreement=agree)
+        model.train()
+        model(idx, make_batch(problems(24, d.min_digits, d.max_digits, seed=5), d.format).targets.to(dev)).loss.backward()
+        opt.step()                                          # change every weight in place
+        opt.zero_grad()
+        model.eval()
+    return passed(f"fused path = reference path before and after an in-place update (agreement "
+                  f"{agree[0]:.1%}, {agree[1]:.1%}) on {_where(target)}", agreement=agree)
+
+
 class CompileParams(Params):
     archs: list[str] = ["sm_90"]
     quick: bool = True

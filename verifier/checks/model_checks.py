@@ -178,7 +178,9 @@ def block_parity(target: Target, p: ParityParams):
 @check("model.temporal_parity", ParityParams)
 def temporal_parity(target: Target, p: ParityParams):
     """LoopLM with L loops equals a GPT-L whose L blocks all hold the shared block's weights."""
-    cfg = target.small(n_loops=p.n_loops, reinject="none", step_embedding=False)
+    # the looped model itself, whatever the target trains (a GPT-L target is compared the same way)
+    cfg = target.small(n_loops=p.n_loops, reinject="none", step_embedding=False, tied=True)
+    cfg = cfg.override(train={"depth": "fixed"})
     torch.manual_seed(target.seed)
     loop = M.LoopLM(cfg, target.vocab).eval()
     gpt = M.LoopLM(cfg.override(model={"tied": False}), target.vocab).eval()
