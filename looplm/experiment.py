@@ -97,8 +97,11 @@ def run_eval(model, e: EvalSpec, device) -> Union[dict, list[dict]]:
 
 
 def run(exp: Experiment, out_root: Path = Path("runs"), *, spec_path: Optional[Path] = None,
-        log=print) -> dict:
-    """Run one experiment; returns (and writes) its results. Raises GateRefused on a failed gate."""
+        log=print, resume: bool = False, device: Optional[str] = None) -> dict:
+    """Run one experiment; returns (and writes) its results. Raises GateRefused on a failed gate.
+    With `resume`, a run whose training finished (train_summary.json, or a trace and checkpoint
+    left by an interrupted run) is not trained again, and evals already written are reused;
+    `device` chooses where the remaining evals run."""
     import dsl
     from verifier import Target
     from verifier.gate import gate
@@ -107,25 +110,36 @@ def run(exp: Experiment, out_root: Path = Path("runs"), *, spec_path: Optional[P
     (out / "experiment.json").write_text(exp.model_dump_json(indent=2) + "\n")
     cfg = exp.resolved()
     t0 = time.perf_counter()
-    if exp.gate:
+    summary = _finished_training(out) if resume else None
+    if exp.gate and summary is None:
         spec = dsl.load(spec_path or dsl.BUNDLED)
         verdict = gate(Target(spec=spec, config=cfg), spec_name=str(spec_path or "bundled"), rca_path=out / "rca.jsonl")
         (out / "gate.json").write_text(verdict.report.model_dump_json(indent=2) + "\n")
         log(verdict.summary())
         if not verdict.passed:
             raise GateRefused(verdict.summary())
-    summary = train(cfg, out, on_eval=lambda row: log(json.dumps(row)))
-    log(f"[{exp.name}] trained: {json.dumps(summary)}")
+    if summary is None:
+        summary = train(cfg, out, on_eval=lambda row: log(json.dumps(row)))
+        (out / "train_summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+        log(f"[{exp.name}] trained: {json.dumps(summary)}")
+    else:
+        log(f"[{exp.name}] resuming: training already done ({summary['steps']} steps)")
     # evaluate what gets committed: the bf16 weights, through the verified PyTorch reference path,
     # so that `looplm eval` of the committed checkpoint on a CPU reproduces the numbers
-    ld = checkpoint.load(out / "ckpt.pt")
-    checkpoint.save(out / "ckpt_bf16.pt", ld.model, step=ld.meta["step"] or 0, dtype=torch.bfloat16)
-    model = checkpoint.load(out / "ckpt_bf16.pt").model.to(summary["device"]).eval()
+    if not (resume and (out / "ckpt_bf16.pt").exists()):
+        ld = checkpoint.load(out / "ckpt.pt")
+        checkpoint.save(out / "ckpt_bf16.pt", ld.model, step=ld.meta["step"] or 0, dtype=torch.bfloat16)
+    dev = device or summary["device"]
+    model = checkpoint.load(out / "ckpt_bf16.pt").model.to(dev).eval()
     os.environ["LOOPLM_KERNELS"] = "reference"
     evals = {}
     for e in exp.evals:
         t = time.perf_counter()
-        evals[e.name] = run_eval(model, e, summary["device"])
+        done = out / f"eval_{e.name}.json"
+        if resume and done.exists():
+            evals[e.name] = json.loads(done.read_text())
+            continue
+        evals[e.name] = run_eval(model, e, dev)
         (out / f"eval_{e.name}.json").write_text(json.dumps(evals[e.name], indent=1) + "\n")
         log(f"[{exp.name}] eval {e.name} ({time.perf_counter() - t:.0f} s): " +
             json.dumps(evals[e.name].get("accuracy_by_digits") if isinstance(evals[e.name], dict) else
@@ -135,6 +149,22 @@ def run(exp: Experiment, out_root: Path = Path("runs"), *, spec_path: Optional[P
                "seconds": round(time.perf_counter() - t0, 1)}
     (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     return results
+
+
+def _finished_training(out: Path) -> Optional[dict]:
+    """The training summary of a run that finished training, else None."""
+    if (out / "train_summary.json").exists():
+        return json.loads((out / "train_summary.json").read_text())
+    trace, ckpt = out / "trace.jsonl", out / "ckpt.pt"
+    if not (trace.exists() and ckpt.exists()):
+        return None
+    # an interrupted run from before train_summary.json existed: rebuild what the trace holds
+    last = json.loads(trace.read_text().splitlines()[-1])
+    ld = checkpoint.load(ckpt)
+    return {"steps": last["step"], "train_loss": last["train_loss"], "val_loss": last["val_loss"],
+            "val_accuracy": last["val_accuracy"], "time_s": last["time_s"], "tokens_per_s": last["tokens_per_s"],
+            "params": ld.model.num_params(), "device": "cpu", "rebuilt_from_trace": True,
+            "checkpoint": str(ckpt)}
 
 
 class GateRefused(Exception):

@@ -19,7 +19,8 @@ app = typer.Typer(no_args_is_help=True, help="Experiments declared in JSON files
 def run_cmd(files: List[Path] = typer.Argument(..., help="Experiment files."),
             out_dir: Path = typer.Option(Path("runs"), "--out"),
             max_iters: Optional[int] = typer.Option(None, help="Override every experiment's train.max_iters."),
-            device: Optional[str] = typer.Option(None, help="Override train.device (cpu | cuda | auto).")) -> None:
+            device: Optional[str] = typer.Option(None, help="Override train.device (cpu | cuda | auto)."),
+            resume: bool = typer.Option(False, help="Reuse finished training and evals already in OUT/<name>/.")) -> None:
     """gate -> train -> eval -> results into OUT/<name>/, for each file in turn."""
     with user_errors():
         for f in files:
@@ -28,7 +29,7 @@ def run_cmd(files: List[Path] = typer.Argument(..., help="Experiment files."),
             if over:
                 exp = exp.model_copy(update={"config": {**exp.config, "train": {**exp.config.get("train", {}), **over}}})
             try:
-                res = run(exp, out_dir, log=lambda m: out.print(m, markup=False))
+                res = run(exp, out_dir, log=lambda m: out.print(m, markup=False), resume=resume, device=device)
             except GateRefused as e:
                 raise fail(f"{exp.name}: {e}", EXIT_FAIL) from None
             out.print(f"{exp.name}: done in {res['seconds']} s -> {out_dir / exp.name / 'results.json'}")
