@@ -30,7 +30,7 @@ from .tile import ct, next_pow2, tile_kernel
 ConstInt = ct.Constant[int]
 ConstBool = ct.Constant[bool]
 INF = math.inf
-BLOCK_M = 32      # tokens per block
+BLOCK_M = 256     # tokens per block (H100 sweep, 1M x 14 logits, D=128: 32 -> 24%, 256 -> 54% of copy bandwidth)
 MAX_BLOCK_D = 128  # state columns per tile; wider states loop over tiles
 MAX_V = 8192      # one tile holds the padded vocabulary; wider vocabularies use the reference
 

@@ -78,7 +78,7 @@ def load(path: str | Path, map_location: str = "cpu", *, expect_vocab: Optional[
         raise CheckpointError(f"{path}: vocabulary {vocab.chars!r} differs from the expected {expect_vocab.chars!r}")
     if config.data.format != payload["data_format"]:
         raise CheckpointError(f"{path}: config says format {config.data.format}, checkpoint {payload['data_format']}")
-    model = LoopLM(config, vocab)
+    model = LoopLM(config, vocab).to(map_location)
     load_strict(model, payload["model"], where=str(path))
     return Loaded(model, config, vocab, {k: payload.get(k) for k in ("git_commit", "step", "extra", "format_version")},
                   payload.get("optimizer"))

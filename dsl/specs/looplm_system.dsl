@@ -109,7 +109,7 @@ system LoopLM {
     reference: halting_update_reference
     description: "entropy of each row's softmax over the real vocabulary; update active mask, step counters and state"
     dtype: float32
-    tiles: {BLOCK_M: 32, MAX_BLOCK_D: 128}
+    tiles: {BLOCK_M: 256, MAX_BLOCK_D: 128}
     padding: neg_inf
     reduction: entropy
     mask_columns_by: V
