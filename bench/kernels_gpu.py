@@ -92,7 +92,7 @@ def flops_per_forward(model, idx: torch.Tensor, loops: int) -> float:
     return B * T * loops * per_token_loop
 
 
-def looped_inference(model, loops_list: list[int], batch: int, digits: int) -> list[dict]:
+def looped_inference(model, loops_list: list[int], batch: int, digits: int, on_row=None) -> list[dict]:
     from kernels import looped_block as LB
     from looplm.config import HaltingConfig
     ROWS = LB.ROWS
@@ -153,6 +153,8 @@ def looped_inference(model, loops_list: list[int], batch: int, digits: int) -> l
                          "applications_saved": 1 - float(res.halting.applications) / float(res.halting.max_applications)})
             print({k: rows[-1][k] for k in ("L", "halting", "ms", "speedup_vs_eager", "speedup_vs_best_other",
                                               "argmax_agreement_vs_eager")}, flush=True)
+            if on_row:
+                on_row(rows)
     return rows
 
 
@@ -183,7 +185,8 @@ def main() -> None:
             halt["reference_ms"]]])
     model = inference_model(args.ckpt)
     data["model"] = model.config.model.model_dump()
-    rows = looped_inference(model, [int(x) for x in args.loops.split(",")], args.batch, args.digits)
+    rows = looped_inference(model, [int(x) for x in args.loops.split(",")], args.batch, args.digits,
+                            on_row=lambda rs: record("kernels-h100", {**data, "loop_inference": rs}, out=args.out))
     data["loop_inference"] = rows
     table(f"looped inference, batch {args.batch} x {args.digits}-digit problems (ms, median)",
           ["L", "halting", "eager", "compile", "graphs", "cutile", "rows64", "rows128", "x eager", "x best other",
