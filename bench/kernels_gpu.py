@@ -140,9 +140,9 @@ def looped_inference(model, loops_list: list[int], batch: int, digits: int, on_r
             assert res.halting.entropy.shape[0] == 0, "the persistent cuTile path did not run"
             agree = float((res.logits.argmax(-1) == want.argmax(-1)).float().mean())
             ms["cutile"] = median_ms(lambda idx: fused(idx).logits, batches)
-            for rows in (64, 128):            # the packing sweep: rows per block
-                LB.ROWS = rows
-                ms[f"cutile_rows{rows}"] = median_ms(lambda idx: fused(idx).logits, batches)
+            for n_rows in (64, 128):          # the packing sweep: rows per block
+                LB.ROWS = n_rows
+                ms[f"cutile_rows{n_rows}"] = median_ms(lambda idx: fused(idx).logits, batches)
             LB.ROWS = ROWS
             best_other = min(ms["compile"], ms["graphs"])
             flops = flops_per_forward(model, batches[0], L)
