@@ -145,11 +145,15 @@ def problems(n: int, min_digits: int, max_digits: int, seed: int, split: Literal
 
 
 def train_batches(batch_size: int, min_digits: int, max_digits: int, fmt: Format, seed: int,
-                  rank: int = 0) -> Iterator[Batch]:
-    """Fresh training problems forever; each rank draws from its own stream."""
-    rng = random.Random(seed * 1_000_003 + 7919 * rank + 1)
+                  rank: int = 0, world: int = 1) -> Iterator[Batch]:
+    """Fresh training problems forever. With `world` data-parallel ranks, one global stream
+    draws batch_size * world problems per step and rank r takes its own contiguous slice: ranks
+    never share a problem by construction, and a single process with the global batch size sees
+    exactly the same problems (so a DDP run can be compared with one process)."""
+    rng = random.Random(seed * 1_000_003 + 1)
     while True:
-        yield make_batch([sample(rng, min_digits, max_digits, "train") for _ in range(batch_size)], fmt)
+        step = [sample(rng, min_digits, max_digits, "train") for _ in range(batch_size * world)]
+        yield make_batch(step[rank * batch_size:(rank + 1) * batch_size], fmt)
 
 
 class CharCorpus:

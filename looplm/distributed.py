@@ -80,6 +80,14 @@ class World:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
+    def gather(self, value: Any) -> list[Any]:
+        """Every rank's value, in rank order (on every rank)."""
+        if not self.ddp:
+            return [value]
+        box: list[Any] = [None] * self.size
+        dist.all_gather_object(box, value)
+        return box
+
     def close(self) -> None:
         if self.ddp and dist.is_initialized():
             dist.destroy_process_group()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import math
 import random
@@ -120,7 +121,8 @@ def train(cfg: Config, out_dir: Optional[Path], *, resume: bool = False,
     rng = random.Random(t.seed * 31 + start)
     d = cfg.data
     if corpus is None:
-        stream = train_batches(t.batch_size, d.min_digits, d.max_digits, d.format, t.seed + start, rank=world.rank)
+        stream = train_batches(t.batch_size, d.min_digits, d.max_digits, d.format, t.seed + start,
+                               rank=world.rank, world=world.size)
         val = problems(t.eval_problems, d.min_digits, d.max_digits, seed=t.seed + 99, split="val")
         val = val[world.rank::world.size]
     gen = torch.Generator().manual_seed(t.seed + 1000 * world.rank + start)
@@ -151,6 +153,7 @@ def train(cfg: Config, out_dir: Optional[Path], *, resume: bool = False,
             with autocast():
                 acc, val_loss = _validate(model, corpus, val if corpus is None else None, t, d, gen, device, world)
             elapsed = time.perf_counter() - t0
+            loss = world.mean(loss)     # the global batch's loss, comparable with one process
             row = {"step": step + 1, "train_loss": loss, "val_loss": val_loss, "val_accuracy": acc,
                    "lr": lr_at(step, t), "loops": loops, "time_s": round(elapsed, 2),
                    "tokens_per_s": round(tokens / elapsed, 1)}
@@ -171,7 +174,20 @@ def train(cfg: Config, out_dir: Optional[Path], *, resume: bool = False,
                    time_s=round(elapsed, 1), tokens_per_s=round(tokens / max(elapsed, 1e-9), 1),
                    peak_memory_mb=round(peak_memory_mb(device), 1), device=str(device), world_size=world.size,
                    params=model.num_params(), checkpoint=str(ckpt_path) if ckpt_path else None)
+    if world.ddp:
+        # DDP keeps replicas identical only if every rank applied the same updates: prove it
+        digests = world.gather(weights_digest(model))
+        summary.update(replica_digests=digests, replicas_identical=len(set(digests)) == 1)
     return summary
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """sha256 of every parameter's bytes, in state_dict order: equal iff the weights are bit-identical."""
+    h = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def _validate(model, corpus, val, t, d, gen, device, world) -> tuple[float, float]:
