@@ -21,7 +21,7 @@ def render_markdown(records: Iterable[Record], title: str = "LoopLM root-cause a
         if not groups.get(cat):
             continue
         out += [f"## {TITLES[cat]}", ""]
-        for r in sorted(groups[cat], key=lambda r: (r.date, r.id)):
+        for r in sorted(groups[cat], key=lambda r: r.date):   # stable: log order within a day
             out.append(f"### {r.title} ({r.id}) [{r.status.upper()}]{' (draft)' if r.draft else ''}")
             for label, value in (("Date", r.date.isoformat()), ("Symptom", r.symptom), ("Root cause", r.root_cause),
                                  ("Fix", r.fix), ("Evidence", r.evidence), ("Checks", ", ".join(r.checks)),

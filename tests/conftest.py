@@ -55,3 +55,22 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def strict_spec(tmp_path):
+    """(spec, config) where the gate must refuse: the user's spec makes the advisory rule about
+    RoPE with x0 re-injection an error, and the config uses exactly that architecture."""
+    import json
+
+    import dsl
+    text = dsl.BUNDLED.read_text()
+    at = text.index("rule rope_with_x0")
+    spec = tmp_path / "strict.dsl"
+    spec.write_text(text[:at] + text[at:].replace("severity: warning", "severity: error", 1))
+    cfg = tmp_path / "rope_x0.json"
+    cfg.write_text(json.dumps({"model": {"n_embd": 32, "n_head": 4, "n_loops": 3, "position": "rope", "reinject": "add"},
+                               "train": {"max_iters": 8, "batch_size": 16, "eval_interval": 4, "eval_problems": 32,
+                                         "device": "cpu"},
+                               "data": {"max_digits": 3}}))
+    return spec, cfg

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-import dsl
 from looplm.config import Config
 from looplm.data import train_batches
 from looplm.train import train
@@ -105,14 +104,8 @@ def rank_pid(root: int, rank: int) -> int:
     raise AssertionError(f"no worker with RANK={rank} under pid {root}")
 
 
-def test_a_failed_gate_stops_every_rank(tmp_path):
-    # the user's spec makes RoPE + x0 re-injection an error; the config uses exactly that
-    text = dsl.BUNDLED.read_text()
-    rule = text.index("rule rope_with_x0")
-    spec = tmp_path / "strict.dsl"
-    spec.write_text(text[:rule] + text[rule:].replace("severity: warning", "severity: error", 1))
-    bad = {**SMALL, "model": {**SMALL["model"], "position": "rope", "reinject": "add"}}
-    cfg = write_config(tmp_path / "c.json", bad)
+def test_a_failed_gate_stops_every_rank(tmp_path, strict_spec):
+    spec, cfg = strict_spec
     proc = torchrun(["--config", str(cfg), "--out", str(tmp_path / "ddp"), "--gate", str(spec)])
     _, stderr = proc.communicate(timeout=240)
     assert proc.returncode != 0

@@ -1,0 +1,116 @@
+"""`looplm verify | gate | train` (the gate) | rca | the pytest plugin, as a user runs them."""
+import json
+import os
+import subprocess
+import sys
+from xml.etree import ElementTree as ET
+
+import pytest
+from typer.testing import CliRunner
+
+import dsl
+import rca
+from looplm.cli import app
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, list(map(str, args)))
+
+
+def test_verify_only_writes_json_and_junit(tmp_path):
+    r = run("verify", "--only", "spec_config_sync,aligned_batches", "--json", tmp_path / "r.json",
+            "--junit", tmp_path / "r.xml")
+    assert r.exit_code == 0, r.output
+    assert "PASSED: 2 passed, 0 failed, 0 skipped" in r.stdout
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["passed"] and [s["id"] for s in report["steps"]] == ["spec_config_sync", "aligned_batches"]
+    assert ET.parse(tmp_path / "r.xml").getroot().get("tests") == "2"
+
+
+def test_verify_exit_codes(tmp_path, strict_spec):
+    spec, cfg = strict_spec
+    r = run("verify", "--spec", spec, "--config", cfg, "--only", "design_rules")
+    assert r.exit_code == 1
+    assert "rope_with_x0" in r.stdout and "FAILED: 0 passed, 1 failed" in r.stdout
+    r = run("verify", "--only", "no_such_step")
+    assert r.exit_code == 2 and "no step named no_such_step" in r.stderr
+    bad = tmp_path / "bad.dsl"
+    bad.write_text("system S {\n  protocol { step a { check: spec.rules gates: yes } }\n}\n")
+    r = run("verify", "--spec", bad)
+    assert r.exit_code == 2 and f"{bad}:2:" in r.stderr and "Traceback" not in r.output
+    r = run("verify", "--spec", tmp_path / "missing.dsl")
+    assert r.exit_code == 2 and "no such file" in r.stderr
+
+
+def test_train_refuses_when_a_gating_step_fails_and_drafts_an_rca_record(tmp_path, strict_spec):
+    spec, cfg = strict_spec
+    store = tmp_path / "rca.jsonl"
+    r = run("train", "--spec", spec, "--config", cfg, "--out", tmp_path / "run", "--rca", store)
+    assert r.exit_code == 1
+    assert "gate FAILED: training refused" in r.stdout and "step 'design_rules'" in r.stdout
+    assert not (tmp_path / "run" / "ckpt.pt").exists()
+    records, corrupt = rca.store(store).records()
+    assert not corrupt and len(records) == 1
+    rec = records[0]
+    assert rec.draft and rec.checks == ["spec.rules"] and rec.id in r.stdout
+    assert "rope_with_x0" in rec.symptom and rec.fix
+
+
+def test_train_bypass_needs_a_reason_and_is_recorded(tmp_path, strict_spec):
+    spec, cfg = strict_spec
+    store = tmp_path / "rca.jsonl"
+    r = run("train", "--spec", spec, "--config", cfg, "--out", tmp_path / "run", "--no-gate")
+    assert r.exit_code == 2 and "--no-gate needs --reason" in r.stderr
+    r = run("train", "--spec", spec, "--config", cfg, "--out", tmp_path / "run", "--no-gate",
+            "--reason", "measuring RoPE+x0 on purpose", "--rca", store)
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "run" / "ckpt.pt").exists()
+    (rec,), _ = rca.store(store).records()
+    assert rec.category == "gate_bypass" and rec.root_cause == "measuring RoPE+x0 on purpose"
+
+
+def test_gate_guards_any_command(tmp_path, strict_spec):
+    spec, cfg = strict_spec
+    marker = tmp_path / "ran"
+    cmd = [sys.executable, "-c", f"open({str(marker)!r}, 'w'); raise SystemExit(3)"]
+    r = run("gate", "--spec", spec, "--config", cfg, "--rca", tmp_path / "rca.jsonl", "--", *cmd)
+    assert r.exit_code == 1 and not marker.exists()
+    r = run("gate", "--rca", tmp_path / "rca.jsonl", "--", *cmd)      # bundled spec, default config
+    assert r.exit_code == 3 and marker.exists()                          # the command's own exit code
+
+
+def test_rca_add_list_show_render_and_corrupt_lines(tmp_path):
+    store = tmp_path / "r.jsonl"
+    r = run("rca", "add", "--title", "skip-4 tile index", "--category", "kernel", "--bug", 7,
+            "--check", "kernel.tile_index_probe", "--status", "fixed", "--store", store)
+    assert r.exit_code == 0, r.output
+    rid = r.stdout.split()[-1]
+    with store.open("a") as f:
+        f.write('{"id": "RCA-torn", "title": "half a reco\n')
+    r = run("rca", "list", "--store", store)
+    assert r.exit_code == 0 and rid in r.stdout
+    assert f"{store}:2: corrupt record" in r.stderr
+    r = run("rca", "show", rid, "--store", store)
+    assert json.loads(r.stdout)["bugs"] == [7]
+    r = run("rca", "render", "--out", tmp_path / "ROOT.md", "--store", store)
+    assert r.exit_code == 1                      # the corrupt line is reported, not dropped
+    text = (tmp_path / "ROOT.md").read_text()
+    assert "kernel" in text.lower() and "skip-4 tile index" in text
+    r = run("rca", "add", "--title", "x", "--category", "nonsense", "--store", store)
+    assert r.exit_code == 2 and "Traceback" not in r.output
+
+
+def test_pytest_plugin_collects_protocol_steps(tmp_path, strict_spec):
+    spec, cfg = strict_spec
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    base = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path),
+            "--looplm-spec", str(spec), "-k", "spec_config_sync or design_rules or aligned_batches"]
+    good = subprocess.run(base, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert good.returncode == 0 and "3 passed" in good.stdout, good.stdout[-2000:]
+    bad = subprocess.run(base + ["--looplm-config", str(cfg)], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert bad.returncode == 1, bad.stdout[-2000:]
+    assert "1 failed, 2 passed" in bad.stdout and "rope_with_x0" in bad.stdout
+    assert "fix: change the architecture" in bad.stdout
