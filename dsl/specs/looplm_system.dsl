@@ -270,8 +270,7 @@ system LoopLM {
       params: {min_accuracy: 0.99, problems: 200}
       expect: "the checkpoint's data format equals the eval format, and accuracy on the trained range is >= 99%"
       on_fail: "store the format in the checkpoint; refuse mismatched evals; never believe an OOD number before this passes"
-      gates: false
-      required: false
+      gates: true
       severity: critical
       needs: [strict_checkpoint_load]
       bugs: [3]

@@ -133,3 +133,34 @@ def diagnose_cmd(path: Path = typer.Argument(..., help="A run directory, trace.j
             out.print("no known symptom matches")
     if matches:
         raise typer.Exit(EXIT_FAIL)
+
+
+def mutants(only: Optional[str] = typer.Option(None, help="Comma-separated mutant names (default: the whole catalog)."),
+            json_out: Optional[Path] = typer.Option(None, "--json", help="Write the outcomes as JSON.")) -> None:
+    """Self-test: apply each catalogued bug to a copy of the code and check the protocol catches it. Exit 1 if one escapes."""
+    from dataclasses import asdict
+
+    from verifier.mutants import MUTANTS, run_mutant
+    with user_errors():
+        names = {m.name for m in MUTANTS}
+        wanted = only.split(",") if only else sorted(names, key=[m.name for m in MUTANTS].index)
+        unknown = [n for n in wanted if n not in names]
+        if unknown:
+            raise UsageError(f"no mutant named {', '.join(unknown)} (mutants: {', '.join(sorted(names))})")
+        t = Table(title="bug catalog as mutants")
+        for col in ("mutant", "bug", "must fail", "caught", "failed steps", "s"):
+            t.add_column(col, overflow="fold")
+        outcomes = []
+        for m in (m for m in MUTANTS if m.name in wanted):
+            o = run_mutant(m)
+            outcomes.append(o)
+            out.print(f"{STYLE['pass' if o.caught else 'fail']}  {o.name}: {', '.join(o.failed_steps) or o.message}",
+                      markup=True)
+            t.add_row(o.name, str(o.bug or "-"), o.expect, "yes" if o.caught else "[bold red]NO[/]",
+                      ", ".join(o.failed_steps), f"{o.seconds:.1f}")
+        out.print(t)
+        if json_out:
+            json_out.parent.mkdir(parents=True, exist_ok=True)
+            json_out.write_text(json.dumps([asdict(o) for o in outcomes], indent=2) + "\n")
+    if not all(o.caught for o in outcomes):
+        raise typer.Exit(EXIT_FAIL)

@@ -83,8 +83,11 @@ def _block_inputs(model):
 @check("model.autograd_connectivity", LoopParams)
 def autograd_connectivity(target: Target, p: LoopParams):
     """The loss has a non-zero gradient w.r.t. the state entering every loop (full BPTT)."""
-    model, b = _model(target, n_loops=p.n_loops), _batch(target)
-    model.train()
+    # loss on the last loop only, no learned exit: the recurrence alone must carry the gradient
+    # back (with every loop supervised, each loop's own loss would hide a cut between loops)
+    cfg = target.small(n_loops=p.n_loops).override(train={"supervision": "last"}, halting={"mode": "fixed"})
+    torch.manual_seed(target.seed)
+    model, b = M.LoopLM(cfg, target.vocab).train(), _batch(target)
     inputs, handles = _block_inputs(model)
     try:
         model(b.idx, b.targets, loops=p.n_loops).loss.backward()
