@@ -359,6 +359,34 @@ system LoopLM {
       source: "experiments issue, H100 pilot, one seed"
       status: hypothesis
     }
+    fact headline_length_generalization {
+      statement: "LoopLM-12 (shared block, windowed digit-significance bias, x0 re-injected, every loop supervised) trained on 1-4 digit reversed addition scores >= 99% at 1000 digits"
+      evidence: "results/length_generalization.json"
+      claim: models.looplm_reversed_all_loops.accuracy_by_digits.1000 >= 0.99
+      source: "looplm experiment run experiments/looplm_reversed_all_loops.json (H100), then looplm report results --runs runs"
+      status: observed
+    }
+    fact gpt_stack_does_not_extrapolate {
+      statement: "GPT-12L with the same windowed bias and the same data falls to <= 5% at 100 digits: depth in space does not extrapolate"
+      evidence: "results/length_generalization.json"
+      claim: models.gpt12_reversed_windowed.accuracy_by_digits.100 <= 0.05
+      source: "experiments/gpt12_reversed_windowed.json (H100)"
+      status: observed
+    }
+    fact fused_loop_kernel_slower {
+      statement: "The persistent cuTile looped-block kernel is slower than eager PyTorch at L=12 (batch 1024, 12 digits): the 3x goal is not met"
+      evidence: "bench/results/kernels-h100.json"
+      claim: loop_inference.0.speedup_vs_eager < 1.0
+      source: "python -m bench.kernels_gpu on an H100"
+      status: observed
+    }
+    fact catalog_caught {
+      statement: "Every bug of the catalog, written into a copy of the source, is caught by the protocol"
+      evidence: "bench/results/mutants.json"
+      claim: caught == 13
+      source: "python -m bench.mutants"
+      status: observed
+    }
     fact persistent_speedup_unmeasured {
       statement: "The seeds' 40% and 3x loop speed-ups were never measured side by side"
       source: "seeds 002"
