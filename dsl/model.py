@@ -11,7 +11,7 @@ from typing import Annotated, Any, Iterator, Optional, Union
 
 from pydantic import AfterValidator, Field, model_validator
 
-from .errors import SpecError, did_you_mean
+from .errors import did_you_mean
 from .values import (BoolOp, Choice, Compare, Dotted, Expr, Ident, Node, Not, Range, Ref, Seq,
                      Text, Value, is_ident)
 

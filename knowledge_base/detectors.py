@@ -32,7 +32,7 @@ def detector(name: str):
 def answer_unigram_entropy(min_digits: int, max_digits: int, fmt: str = "reversed", n: int = 4000) -> float:
     """Entropy (nats) of the answer tokens' marginal: what a model that ignores its input scores."""
     import random
-    from looplm.data import Problem, render, sample
+    from looplm.data import render, sample
     rng = random.Random(0)
     counts: Counter = Counter()
     for _ in range(n):

@@ -5,10 +5,8 @@ import subprocess
 import sys
 from xml.etree import ElementTree as ET
 
-import pytest
 from typer.testing import CliRunner
 
-import dsl
 import rca
 from looplm.cli import app
 

@@ -1,6 +1,5 @@
 """Kernels on the CPU: references vs float64 oracles, and the kernels themselves (same source,
 run by the cuTile emulator) vs the references, on hypothesis-drawn shapes. Never NaN."""
-import dataclasses
 
 import pytest
 import torch
@@ -97,7 +96,7 @@ def test_emulator_enforces_cutile_rules():
 def test_looped_kernel_matches_the_model_end_to_end():
     from looplm.config import Config, HaltingConfig
     from looplm.model import LoopLM
-    from looplm.positions import prompt_length, significance
+    from looplm.positions import prompt_length
     from looplm.tokens import ADDITION
     from tests.kernel_cases import addition_rows
     torch.manual_seed(0)

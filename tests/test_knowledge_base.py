@@ -2,7 +2,6 @@
 on a healthy run; rules fire on the architectures they name; claims are re-checked."""
 import json
 
-import pytest
 from typer.testing import CliRunner
 
 import dsl

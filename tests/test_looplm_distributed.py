@@ -9,8 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from looplm.config import Config
 from looplm.data import train_batches
 from looplm.train import train

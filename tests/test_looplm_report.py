@@ -1,7 +1,6 @@
 """The committed results are what the code measures: the README's table is generated from the
 results JSON, and the committed checkpoint re-scores its recorded buckets on a CPU."""
 import json
-from pathlib import Path
 
 import pytest
 

@@ -1,7 +1,6 @@
 """`looplm experiment run FILE...` and `looplm report RESULTS`: experiments end to end."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import List, Optional
 

@@ -56,7 +56,7 @@ def aligned_batches(target: Target, p: BatchParams):
 @check("data.answer_only_targets", BatchParams)
 def answer_only_targets(target: Target, p: BatchParams):
     """Targets are the answer digits and the end token; everything else is ignored."""
-    vocab, fmt = target.vocab, target.config.data.format
+    vocab = target.vocab
     bad, n, wasted = [], 0, 0
     for text, tgt in _decode_rows(target, p.model_copy(update={"batches": 1})):
         n += 1
