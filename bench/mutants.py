@@ -21,8 +21,10 @@ def main() -> None:
     caught = sum(o.caught for o in outcomes)
     print(f"caught {caught}/{len(outcomes)}; unmutated code: exit {base.exit_code}, {len(base.failed_steps)} failures, "
           f"{base.seconds:.1f} s")
-    path = record("mutants", {"caught": caught, "mutants": len(outcomes), "unmutated": asdict(base),
-                              "outcomes": [asdict(o) for o in outcomes]})
+    # a false alarm: a step that fails on the unmutated code
+    rows = [{**asdict(o), "caught_by": o.expect if o.caught else None} for o in outcomes]
+    path = record("mutants", {"total": len(outcomes), "detected": caught, "false_alarms": len(base.failed_steps),
+                              "unmutated": asdict(base), "outcomes": rows})
     print(f"wrote {path}")
 
 

@@ -6,6 +6,7 @@ from typer.testing import CliRunner
 
 from looplm.cli import app
 from looplm.experiment import Experiment, loops_for
+from looplm.report import HEADLINE
 
 TINY = {"model": {"n_embd": 32, "n_head": 2, "n_loops": 3, "prefix_bidirectional": True},
         "train": {"max_iters": 20, "eval_interval": 10, "eval_problems": 16, "batch_size": 16, "device": "cpu"},
@@ -26,10 +27,10 @@ def test_loop_expressions():
 
 def test_experiment_runs_and_reports(tmp_path):
     exp = tmp_path / "tiny.json"
-    exp.write_text(json.dumps({"name": "looplm_reversed", "config": TINY, "evals": EVALS}))
+    exp.write_text(json.dumps({"name": HEADLINE, "config": TINY, "evals": EVALS}))
     r = CliRunner().invoke(app, ["experiment", "run", str(exp), "--out", str(tmp_path / "runs")])
     assert r.exit_code == 0, r.output
-    run = tmp_path / "runs" / "looplm_reversed"
+    run = tmp_path / "runs" / HEADLINE
     for f in ("experiment.json", "gate.json", "trace.jsonl", "ckpt.pt", "ckpt_bf16.pt", "results.json"):
         assert (run / f).exists(), f
     res = json.loads((run / "results.json").read_text())
@@ -41,7 +42,7 @@ def test_experiment_runs_and_reports(tmp_path):
     report = (tmp_path / "results" / "REPORT.md").read_text()
     assert "## Normal order" in report and "looplm_reversed" in report
     for f in ("length_generalization.json", "normal_order.json", "test_time_loops.json", "adaptive_halting.json",
-              "length_generalization.png", "checkpoints/looplm_reversed.pt"):
+              "length_generalization.png", f"checkpoints/{HEADLINE}.pt"):
         assert (tmp_path / "results" / f).exists(), f
 
 

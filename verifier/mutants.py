@@ -133,6 +133,9 @@ def copy_packages(dest: Path) -> None:
     src = source_root()
     for pkg in PACKAGES:
         shutil.copytree(src / pkg, dest / pkg, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for evidence in ("results", "bench"):    # what the knowledge base's claims are checked against
+        if (src / evidence).is_dir():
+            (dest / evidence).symlink_to(src / evidence, target_is_directory=True)
 
 
 def run_mutant(m: Optional[Mutant], timeout: float = 600, extra: tuple[str, ...] = ()) -> Outcome:

@@ -383,7 +383,7 @@ system LoopLM {
     fact catalog_caught {
       statement: "Every bug of the catalog, written into a copy of the source, is caught by the protocol"
       evidence: "bench/results/mutants.json"
-      claim: caught == 13
+      claim: detected == 13
       source: "python -m bench.mutants"
       status: observed
     }
