@@ -284,6 +284,7 @@ system LoopLM {
       severity: critical
       uses: [kernel.halting_update]
       bugs: [5]
+      timeout: 300 // on a GPU the first launch of each shape JIT-compiles (~20 s each)
     }
     step nan_guard {
       check: kernel.nan_guard
@@ -293,6 +294,7 @@ system LoopLM {
       severity: critical
       uses: [kernel.halting_update]
       bugs: [6]
+      timeout: 300 // on a GPU the first launch of each shape JIT-compiles (~20 s each)
     }
     step tile_index_probe {
       check: kernel.tile_index_probe
@@ -302,6 +304,7 @@ system LoopLM {
       severity: critical
       uses: [kernel.halting_update]
       bugs: [7]
+      timeout: 300 // on a GPU the first launch of each shape JIT-compiles (~20 s each)
     }
     step kernel_compile {
       check: kernel.compile
