@@ -20,10 +20,9 @@ import torch
 
 from .common import record, table
 
-HEADLINE = {"model": {"n_embd": 128, "n_head": 4, "n_loops": 12, "position": "windowed", "window": 1,
-                      "reinject": "add", "max_seq_len": 3100},
-            "train": {"batch_size": 512, "lr": 0.002, "warmup_iters": 100, "supervision": "all",
-                      "target_accuracy": None, "time_limit_s": None, "device": "cuda", "eval_problems": 1024}}
+from looplm.experiment import Experiment
+from looplm.provenance import ROOT
+from looplm.report import HEADLINE
 
 
 def train_once(cfg: Path, out: Path, nproc: int | None) -> dict:
@@ -46,8 +45,9 @@ def main() -> None:
     args = ap.parse_args()
     n = torch.cuda.device_count()
     counts = [int(x) for x in args.gpus.split(",")] if args.gpus else [k for k in (1, 2, 4, 8) if k <= n]
-    cfg_data = json.loads(json.dumps(HEADLINE))
-    cfg_data["train"].update(max_iters=args.steps, eval_interval=args.steps)   # one eval, at the end
+    cfg_data = Experiment.load(ROOT / "experiments" / f"{HEADLINE}.json").config
+    # a fixed step count, one eval at the end, no time limit
+    cfg_data["train"].update(max_iters=args.steps, eval_interval=args.steps, time_limit_s=None)
     rows, runs = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         cfg = Path(tmp) / "c.json"

@@ -112,6 +112,18 @@ def _plt():
     return plt
 
 
+def _finish(plt, fig, ax, path: Path, xlabel: str, ylabel: str, title: str, legend_size: int) -> Path:
+    """Label, lay out, save at 120 dpi and close one figure."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=legend_size)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def figures(results: Path) -> list[Path]:
     plt = _plt()
     out = []
@@ -124,14 +136,8 @@ def figures(results: Path) -> list[Path]:
         ax.plot([int(d) for d in ds], [100 * m["accuracy_by_digits"][d] for d in ds], "o-", label=name, ms=3)
     ax.axvspan(1, 4, color="grey", alpha=0.15, label="trained (1-4 digits)")
     ax.set_xscale("log")
-    ax.set_xlabel("digits per operand")
-    ax.set_ylabel("exact match (%)")
-    ax.set_title("length generalization")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    out.append(results / "length_generalization.png")
-    fig.savefig(out[-1], dpi=120)
-    plt.close(fig)
+    out.append(_finish(plt, fig, ax, results / "length_generalization.png", "digits per operand", "exact match (%)",
+                       "length generalization", 7))
     ttl = _load(results / "test_time_loops.json")
     if ttl:
         fig, ax = plt.subplots(figsize=(7, 4))
@@ -140,14 +146,8 @@ def figures(results: Path) -> list[Path]:
                 ax.plot([c["loops"] for c in m["curve"]], [100 * c["accuracy_by_digits"][d] for c in m["curve"]],
                         "o-", ms=3, label=f"{name} ({m['depth']} depth), {d} digits")
         ax.set_xscale("log", base=2)
-        ax.set_xlabel("loops at inference")
-        ax.set_ylabel("exact match (%)")
-        ax.set_title("test-time loops")
-        ax.legend(fontsize=6)
-        fig.tight_layout()
-        out.append(results / "test_time_loops.png")
-        fig.savefig(out[-1], dpi=120)
-        plt.close(fig)
+        out.append(_finish(plt, fig, ax, results / "test_time_loops.png", "loops at inference", "exact match (%)",
+                           "test-time loops", 6))
     ah = _load(results / "adaptive_halting.json")
     if ah:
         fig, ax = plt.subplots(figsize=(7, 4))
@@ -155,14 +155,8 @@ def figures(results: Path) -> list[Path]:
             ax.plot([r["avg_steps_answer"] for r in rows],
                     [100 * sum(r["accuracy_by_digits"].values()) / len(r["accuracy_by_digits"]) for r in rows],
                     "o-", ms=3, label=name)
-        ax.set_xlabel("average loops per answer token")
-        ax.set_ylabel("mean exact match over lengths (%)")
-        ax.set_title("adaptive halting: accuracy vs compute")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        out.append(results / "adaptive_halting.png")
-        fig.savefig(out[-1], dpi=120)
-        plt.close(fig)
+        out.append(_finish(plt, fig, ax, results / "adaptive_halting.png", "average loops per answer token",
+                           "mean exact match over lengths (%)", "adaptive halting: accuracy vs compute", 7))
     return out
 
 

@@ -44,16 +44,11 @@ class StepItem(pytest.Item):
             self.add_marker(marker)
 
     def runtest(self) -> None:
-        from .runner import run_step
-        blocked = [n for n in self.step.needs if n in self.parent.bad]
-        if blocked:
-            self.parent.bad.add(self.step.name)
-            pytest.skip(f"needs {', '.join(blocked)}, which did not pass")
-        res = run_step(self.step, self.parent.target)
+        from .runner import run_in_order
+        res = run_in_order(self.step, self.parent.target, self.parent.bad)
         if res.status == "skip":
             pytest.skip(res.message)
         if res.status == "fail":
-            self.parent.bad.add(self.step.name)
             raise StepFailed(res)
 
     def repr_failure(self, excinfo):

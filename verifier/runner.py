@@ -106,21 +106,28 @@ def run_step(step: Step, target: Target) -> Result:
         return failed(f"check raised {type(e).__name__}: {str(e)[:300]}", traceback.format_exc(limit=6))
 
 
+def run_in_order(step: Step, target: Target, bad: set[str]) -> Result:
+    """One step of a protocol run. `bad` holds the steps so far that failed or were skipped
+    because something they need failed: a step needing one of them is skipped, saying which.
+    Adds this step to `bad` when it does not pass for either reason."""
+    blocked = [n for n in step.needs if n in bad]
+    if blocked:
+        bad.add(step.name)
+        return Result(status="skip", message=f"skipped: needs {', '.join(blocked)}, which did not pass")
+    res = run_step(step, target)
+    if res.status == "fail":
+        bad.add(step.name)
+    return res
+
+
 def run(target: Target, *, spec_name: str = "<spec>", only: Optional[list[str]] = None, gating: bool = False,
         on_step: Optional[Callable[[StepResult], None]] = None) -> Report:
     validate(target.spec)
     results: list[StepResult] = []
-    bad: set[str] = set()   # steps that failed, or were skipped because something they need failed
+    bad: set[str] = set()
     for step in select(target.spec.system.steps, only, gating):
         t0 = time.perf_counter()
-        blocked = [n for n in step.needs if n in bad]
-        if blocked:
-            res = Result(status="skip", message=f"skipped: needs {', '.join(blocked)}, which did not pass")
-            bad.add(step.name)
-        else:
-            res = run_step(step, target)
-            if res.status == "fail":
-                bad.add(step.name)
+        res = run_in_order(step, target, bad)
         sr = StepResult(id=step.name, check=step.check, status=res.status, seconds=round(time.perf_counter() - t0, 3),
                         measured=res.measured, message=res.message, evidence=res.evidence, gates=step.gates,
                         required=step.required, severity=step.severity, bugs=list(step.bugs), on_fail=step.on_fail)

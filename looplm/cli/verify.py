@@ -143,8 +143,8 @@ def mutants(only: Optional[str] = typer.Option(None, help="Comma-separated mutan
     from verifier.mutants import MUTANTS, run_mutant
     with user_errors():
         names = {m.name for m in MUTANTS}
-        wanted = only.split(",") if only else sorted(names, key=[m.name for m in MUTANTS].index)
-        unknown = [n for n in wanted if n not in names]
+        wanted = set(only.split(",")) if only else names
+        unknown = sorted(wanted - names)
         if unknown:
             raise UsageError(f"no mutant named {', '.join(unknown)} (mutants: {', '.join(sorted(names))})")
         t = Table(title="bug catalog as mutants")
