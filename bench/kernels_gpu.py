@@ -10,6 +10,7 @@ rotating over several input batches (never zeros).
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 from pathlib import Path
@@ -19,6 +20,9 @@ import torch
 from bench.common import RESULTS, record, table
 
 REPS, WARMUP = 25, 5
+# halting update tunings: entropy rows per block, state rows per tile, logits by gather, streams
+HALTING_SWEEP = [dict(block_m=64), dict(block_m=1024), dict(block_s=8), dict(block_s=32), dict(gather=False),
+                 dict(streams=2)]
 
 
 def median_ms(fn, inputs: list, reps: int = REPS, warmup: int = WARMUP) -> float:
@@ -51,7 +55,9 @@ def matmul_tflops() -> float:
     return 2 * 8192**3 / ms / 1e9
 
 
-def halting_bandwidth(M: int = 1 << 20, V: int = 14, D: int = 128, block_m: int | None = None) -> dict:
+def halting_bandwidth(M: int = 1 << 20, V: int = 14, D: int = 128, **tiles) -> dict:
+    """The halting update on M tokens; `tiles` (block_m, block_s, block_d, gather, streams) override
+    the module's defaults."""
     from kernels import halting as K
     g = torch.Generator(device="cuda").manual_seed(0)
     sets = []
@@ -65,10 +71,11 @@ def halting_bandwidth(M: int = 1 << 20, V: int = 14, D: int = 128, block_m: int 
     err = max(float((a.float() - b.float()).abs().max()) for a, b in zip(got, want))
     # bytes moved: read logits, both states, active, steps, threshold; write state, active, steps, entropy
     nbytes = M * (V * 4 + 2 * D * 4 + 1 + 4 + 4) + M * (D * 4 + 1 + 4 + 4)
-    bm = block_m or K.BLOCK_M
-    ms = median_ms(lambda s: K._launch(*s, True, block_m=bm), sets)
+    ms = median_ms(lambda s: K._launch(*s, True, **tiles), sets)
     ref_ms = median_ms(lambda s: K.halting_update_reference(*s), sets)
-    return {"M": M, "V": V, "D": D, "block_m": bm, "bytes": nbytes, "ms": ms, "bandwidth_gbs": nbytes / ms / 1e6,
+    sizes = K.tiles_for(M, V, D, **{k: v for k, v in tiles.items() if k.startswith("block_")})
+    return {"M": M, "V": V, "D": D, **sizes, "gather": tiles.get("gather", K.GATHER),
+            "streams": tiles.get("streams", 2), "bytes": nbytes, "ms": ms, "bandwidth_gbs": nbytes / ms / 1e6,
             "reference_ms": ref_ms, "max_abs_error_vs_reference": err}
 
 
@@ -144,6 +151,11 @@ def looped_inference(model, loops_list: list[int], batch: int, digits: int, on_r
                 LB.ROWS = n_rows
                 ms[f"cutile_rows{n_rows}"] = median_ms(lambda idx: fused(idx).logits, batches)
             LB.ROWS = ROWS
+            kernel = LB.looped_block_cutile
+            for chunk in (32, 64, 128):       # the MLP sweep: hidden columns per step
+                LB.looped_block_cutile = functools.partial(kernel, chunk=chunk)
+                ms[f"cutile_chunk{chunk}"] = median_ms(lambda idx: fused(idx).logits, batches)
+            LB.looped_block_cutile = kernel
             best_other = min(ms["compile"], ms["graphs"])
             flops = flops_per_forward(model, batches[0], L)
             rows.append({"L": L, "halting": halting, "batch": batch, "digits": digits, "T": int(batches[0].shape[1]),
@@ -169,15 +181,15 @@ def main() -> None:
     data: dict = {"copy_bandwidth_gbs": copy_bandwidth(), "matmul_bf16_tflops": matmul_tflops(), "checkpoint": args.ckpt}
     copy = data["copy_bandwidth_gbs"]
     sweep = []
-    for bm in (32, 64, 128, 256):
+    for tiles in HALTING_SWEEP:
         try:
-            sweep.append(halting_bandwidth(block_m=bm))
-            print(f"halting BLOCK_M={bm}: {sweep[-1]['ms']:.3f} ms, {sweep[-1]['bandwidth_gbs']:.0f} GB/s", flush=True)
+            sweep.append({**tiles, **{k: v for k, v in halting_bandwidth(**tiles).items() if k in ("ms", "bandwidth_gbs")}})
+            print(f"halting {tiles}: {sweep[-1]['ms']:.3f} ms, {sweep[-1]['bandwidth_gbs']:.0f} GB/s", flush=True)
         except Exception as e:  # one tile size failing must not lose the others
-            print(f"halting BLOCK_M={bm}: {type(e).__name__}: {str(e)[:300]}", flush=True)
-    halt = halting_bandwidth()     # the module's BLOCK_M, as the model runs it
+            print(f"halting {tiles}: {type(e).__name__}: {str(e)[:300]}", flush=True)
+    halt = halting_bandwidth()     # the module's tile sizes, as the model runs it
     halt["bandwidth_fraction"] = halt["bandwidth_gbs"] / copy
-    halt["block_m_sweep"] = [{k: s[k] for k in ("block_m", "ms", "bandwidth_gbs")} for s in sweep]
+    halt["sweep"] = sweep
     data["halting"] = halt
     record("kernels-h100", data, out=args.out)          # partial results survive a later failure
     table("halting kernel", ["copy GB/s", "bf16 matmul TFLOP/s", "halting GB/s", "fraction of copy", "ms", "ref ms"],
@@ -189,10 +201,11 @@ def main() -> None:
                             on_row=lambda rs: record("kernels-h100", {**data, "loop_inference": rs}, out=args.out))
     data["loop_inference"] = rows
     table(f"looped inference, batch {args.batch} x {args.digits}-digit problems (ms, median)",
-          ["L", "halting", "eager", "compile", "graphs", "cutile", "rows64", "rows128", "x eager", "x best other",
-           "TFLOP/s cutile"],
+          ["L", "halting", "eager", "compile", "graphs", "cutile", "rows128", "chunk64", "chunk128", "x eager",
+           "x best other", "TFLOP/s cutile"],
           [[r["L"], r["halting"], r["ms"]["eager"], r["ms"]["compile"], r["ms"]["graphs"], r["ms"]["cutile"],
-            r["ms"].get("cutile_rows64"), r["ms"].get("cutile_rows128"), r["speedup_vs_eager"],
+            r["ms"].get("cutile_rows128"), r["ms"].get("cutile_chunk64"), r["ms"].get("cutile_chunk128"),
+            r["speedup_vs_eager"],
             r["speedup_vs_best_other"], r["tflops_cutile"]] for r in rows])
     print(f"wrote {record('kernels-h100', data, out=args.out)}")
 

@@ -30,40 +30,49 @@ from .tile import ct, next_pow2, tile_kernel
 ConstInt = ct.Constant[int]
 ConstBool = ct.Constant[bool]
 INF = math.inf
-BLOCK_M = 256     # tokens per block (H100 sweep, 1M x 14 logits, D=128: 32 -> 24%, 256 -> 54% of copy bandwidth)
-MAX_BLOCK_D = 128  # state columns per tile; wider states loop over tiles
+BLOCK_M = 256     # tokens per entropy block (H100 sweep: bench/results/kernels-h100.json, halting.sweep)
+BLOCK_S = 32      # tokens per state tile
+MAX_BLOCK_D = 128  # state columns per tile; wider states take more columns of blocks
+GATHER = True     # load logits with a gather (rows of V floats are rarely 16-byte aligned)
 MAX_V = 8192      # one tile holds the padded vocabulary; wider vocabularies use the reference
 
 
 def row_entropy(logits, V, log_v, BLOCK_V):
     """(rows, BLOCK_V) logits padded past V -> (rows, 1) entropy in nats, never NaN.
-    A plain helper: cuTile compiles it as a tile function where a kernel calls it."""
+    A plain helper: cuTile compiles it as a tile function where a kernel calls it.
+    Three row reductions (max, sum e, sum e*z): +inf rows fold into the same sums, since
+    z = 0 on their +inf columns and -inf elsewhere gives s = n_inf, sum e*z = 0, H = log n_inf
+    (an earlier form with a separate +inf count and more selects ran 4x slower on the H100)."""
     x = ct.astype(logits, ct.float32)
     real = ct.arange(BLOCK_V, dtype=ct.int32)[None, :] < V             # columns >= V are padding (bug 5)
-    posinf = real & (x == INF)
-    n_pos = ct.sum(ct.where(posinf, 1.0, 0.0), axis=1, keepdims=True)
-    xf = ct.where(real & (x < INF), x, -INF)                           # padding and +inf out
-    m = ct.max(xf, axis=1, keepdims=True)
-    has = m > -INF                                                     # any finite logit?
-    z = xf - ct.where(has, m, 0.0)
+    x = ct.where(real, x, -INF)
+    m = ct.max(x, axis=1, keepdims=True)                               # +inf, finite, or -inf (no logit)
+    inf_row = m == INF
+    z = ct.where(inf_row, ct.where(x == INF, 0.0, -INF), x - ct.where(m > -INF, m, 0.0))
     e = ct.exp(z)                                                      # exp(-inf) = 0
-    s = ct.maximum(ct.sum(e, axis=1, keepdims=True), 1e-38)
-    ez = ct.where(e > 0.0, e * z, 0.0)                                 # 0 * (-inf) would be NaN (bug 6)
-    h = ct.log(s) - ct.sum(ez, axis=1, keepdims=True) / s
-    h = ct.where(has, h, log_v)
-    h = ct.where(n_pos > 0.0, ct.log(ct.maximum(n_pos, 1.0)), h)
+    s = ct.sum(e, axis=1, keepdims=True)                               # >= 1 unless no logit at all
+    ez = ct.sum(ct.where(e > 0.0, e * z, 0.0), axis=1, keepdims=True)  # 0 * (-inf) would be NaN (bug 6)
+    h = ct.where(m > -INF, ct.log(s) - ez / s, log_v)                  # no logit at all: log V
     return ct.maximum(h, 0.0)
 
 
 @tile_kernel()
-def halting_update_kernel(logits, new_state, state, active, steps, threshold,
-                          state_out, active_out, steps_out, entropy_out, log_v: float,
-                          V: ConstInt, D: ConstInt, BLOCK_M: ConstInt, BLOCK_V: ConstInt,
-                          BLOCK_D: ConstInt, WITH_STATE: ConstBool):
-    """One block: BLOCK_M tokens. logits (M, V); states (M, D); per-token vectors (M,)."""
+def halting_update_kernel(logits, active, steps, threshold, active_out, steps_out, entropy_out, log_v: float,
+                          V: ConstInt, BLOCK_M: ConstInt, BLOCK_V: ConstInt, WITH_STATE: ConstBool,
+                          GATHER: ConstBool):
+    """grid (cdiv(M, BLOCK_M),): entropy, active' and steps' for BLOCK_M tokens per block.
+    Compute-bound (four row reductions per tile); the state, 96% of the bytes, moves in
+    `state_select_kernel`, which runs beside this one on a second stream."""
     bid = ct.bid(0)
-    # (BLOCK_M, BLOCK_V): tile index (bid, 0), never (bid * BLOCK_M, 0)
-    x = ct.load(logits, index=(bid, 0), shape=(BLOCK_M, BLOCK_V), padding_mode=ct.PaddingMode.NEG_INF)
+    if GATHER:
+        # logit rows of V floats are rarely 16-byte aligned (V = 14: 56 bytes), which rules out
+        # bulk tile loads; a gather loads each element, out-of-range ones as -inf
+        r = bid * BLOCK_M + ct.arange(BLOCK_M, dtype=ct.int32)
+        c = ct.arange(BLOCK_V, dtype=ct.int32)
+        x = ct.gather(logits, (r[:, None], c[None, :]), padding_value=-INF)
+    else:
+        # (BLOCK_M, BLOCK_V): tile index (bid, 0), never (bid * BLOCK_M, 0)
+        x = ct.load(logits, index=(bid, 0), shape=(BLOCK_M, BLOCK_V), padding_mode=ct.PaddingMode.NEG_INF)
     h = ct.reshape(row_entropy(x, V, log_v, BLOCK_V), (BLOCK_M,))
     ct.store(entropy_out, index=(bid,), tile=h)
     if WITH_STATE:
@@ -72,57 +81,83 @@ def halting_update_kernel(logits, new_state, state, active, steps, threshold,
         st = ct.load(steps, index=(bid,), shape=(BLOCK_M,), padding_mode=ct.PaddingMode.ZERO)
         ct.store(steps_out, index=(bid,), tile=st + ct.where(act, 1, 0))
         ct.store(active_out, index=(bid,), tile=ct.where(h < thr, False, act))
-        for j in range(ct.cdiv(D, BLOCK_D)):
-            new = ct.load(new_state, index=(bid, j), shape=(BLOCK_M, BLOCK_D), padding_mode=ct.PaddingMode.ZERO)
-            old = ct.load(state, index=(bid, j), shape=(BLOCK_M, BLOCK_D), padding_mode=ct.PaddingMode.ZERO)
-            ct.store(state_out, index=(bid, j), tile=ct.where(act[:, None], new, old))
 
 
-def tiles_for(M: int, V: int, D: int, block_m: int = BLOCK_M) -> dict[str, int]:
+@tile_kernel()
+def state_select_kernel(new_state, state, active, state_out, BLOCK_S: ConstInt, BLOCK_D: ConstInt):
+    """grid (cdiv(M, BLOCK_S), cdiv(D, BLOCK_D)): state' = where(active, new, old) for one
+    (BLOCK_S, BLOCK_D) tile per block: halted tokens keep their state. Memory-bound; small
+    blocks and plain loads (allow_tma=False) measured fastest on the H100."""
+    bid = ct.bid(0)
+    j = ct.bid(1)
+    act = ct.load(active, index=(bid,), shape=(BLOCK_S,), padding_mode=ct.PaddingMode.ZERO)
+    new = ct.load(new_state, index=(bid, j), shape=(BLOCK_S, BLOCK_D), padding_mode=ct.PaddingMode.ZERO,
+                  allow_tma=False)
+    old = ct.load(state, index=(bid, j), shape=(BLOCK_S, BLOCK_D), padding_mode=ct.PaddingMode.ZERO,
+                  allow_tma=False)
+    ct.store(state_out, index=(bid, j), tile=ct.where(act[:, None], new, old))
+
+
+def tiles_for(M: int, V: int, D: int, block_m: int = BLOCK_M, block_d: int = MAX_BLOCK_D,
+              block_s: int = BLOCK_S) -> dict[str, int]:
     """Tile sizes for a shape: all powers of two; V padded up inside one tile."""
-    return {"BLOCK_M": block_m, "BLOCK_V": next_pow2(V), "BLOCK_D": min(next_pow2(D), MAX_BLOCK_D)}
+    return {"BLOCK_M": block_m, "BLOCK_V": next_pow2(V), "BLOCK_S": block_s, "BLOCK_D": min(next_pow2(D), block_d)}
 
 
 def supported(V: int) -> bool:
     return V <= MAX_V
 
 
-def _launch(logits, new_state, state, active, steps, threshold, with_state: bool, out=None, block_m=BLOCK_M):
-    """Launch over ceil(M / BLOCK_M) blocks. `out=((state', active', steps'), entropy)` lets a
-    caller pass pre-poisoned buffers (the tile-index probe does); `block_m` a tuning sweep."""
+def _launch(logits, new_state, state, active, steps, threshold, with_state: bool, out=None, block_m=BLOCK_M,
+            block_d=MAX_BLOCK_D, block_s=BLOCK_S, gather=GATHER, streams=2):
+    """Launch the entropy kernel over ceil(M / BLOCK_M) blocks and, with the state, the select
+    kernel over ceil(M / BLOCK_S) x ceil(D / BLOCK_D) blocks; on a GPU the entropy kernel runs on
+    a side stream so that the two overlap (`streams=1`: one after the other). `out=((state',
+    active', steps'), entropy)` lets a caller pass pre-poisoned buffers (the tile-index probe
+    does); the tile sizes and `gather` are for tuning sweeps."""
     M, V = logits.shape
     D = new_state.shape[1] if with_state else 1
-    t = tiles_for(M, V, D, block_m)
+    t = tiles_for(M, V, D, block_m, block_d, block_s)
     dev = logits.device
     entropy = out[1] if out else torch.empty(M, dtype=torch.float32, device=dev)
     if with_state:
         outs = out[0] if out else (torch.empty_like(state), torch.empty_like(active), torch.empty_like(steps))
-        ins = (new_state.contiguous(), state.contiguous(), active.contiguous(), steps.contiguous(),
-               threshold.float().contiguous())
+        vecs = (active.contiguous(), steps.contiguous(), threshold.float().contiguous(), outs[1], outs[2])
     else:  # entropy only: the state arguments are never read
-        dummy2, dummy1 = torch.zeros(1, 1, device=dev), torch.zeros(1, device=dev)
-        outs = (dummy2, torch.zeros(1, dtype=torch.bool, device=dev), torch.zeros(1, dtype=torch.int32, device=dev))
-        ins = (dummy2, dummy2, outs[1], outs[2], dummy1)
+        outs = None
+        flag, count = torch.zeros(1, dtype=torch.bool, device=dev), torch.zeros(1, dtype=torch.int32, device=dev)
+        vecs = (flag, count, torch.zeros(1, device=dev), flag, count)
+    args = (logits.contiguous(), *vecs, entropy, math.log(V), V, t["BLOCK_M"], t["BLOCK_V"], with_state, gather)
     grid = (-(-M // t["BLOCK_M"]),)
-    halting_update_kernel.launch(grid, (logits.contiguous(), *ins, *outs, entropy, math.log(V), V, D,
-                                        t["BLOCK_M"], t["BLOCK_V"], t["BLOCK_D"], with_state))
+    if not with_state:
+        halting_update_kernel.launch(grid, args)
+        return outs, entropy
+    side = torch.cuda.Stream(dev) if dev.type == "cuda" and streams > 1 else None
+    if side is not None:
+        side.wait_stream(torch.cuda.current_stream(dev))
+        with torch.cuda.stream(side):
+            halting_update_kernel.launch(grid, args)
+    else:
+        halting_update_kernel.launch(grid, args)
+    state_select_kernel.launch((-(-M // t["BLOCK_S"]), -(-D // t["BLOCK_D"])),
+                               (new_state.contiguous(), state.contiguous(), vecs[0], outs[0], t["BLOCK_S"], t["BLOCK_D"]))
+    if side is not None:
+        torch.cuda.current_stream(dev).wait_stream(side)
     return outs, entropy
 
 
 def aot_signatures(M: int, V: int, D: int):
     """(kernel, AOT parameter constraints) for a declared shape: fp32 or bf16 logits (bf16 under
-    autocast) with an fp32 state, with and without the state update."""
+    autocast), with and without the state update; the fp32 state select."""
     from .tile import array, scalar
     t = tiles_for(M, V, D)
-    out = []
-    f32 = torch.float32
-    for dt in (f32, torch.bfloat16):
-        for with_state in (True, False):
-            out.append((halting_update_kernel, [
-                array(dt, 2), array(f32, 2), array(f32, 2), array(torch.bool, 1), array(torch.int32, 1),
-                array(f32, 1), array(f32, 2), array(torch.bool, 1), array(torch.int32, 1),
-                array(torch.float32, 1), scalar(torch.float32), V, D, t["BLOCK_M"], t["BLOCK_V"], t["BLOCK_D"],
-                with_state]))
+    f32, b8, i32 = torch.float32, torch.bool, torch.int32
+    out = [(halting_update_kernel, [array(dt, 2), array(b8, 1), array(i32, 1), array(f32, 1), array(b8, 1),
+                                    array(i32, 1), array(f32, 1), scalar(f32), V, t["BLOCK_M"], t["BLOCK_V"],
+                                    with_state, GATHER])
+           for dt in (f32, torch.bfloat16) for with_state in (True, False)]
+    out.append((state_select_kernel, [array(f32, 2), array(f32, 2), array(b8, 1), array(f32, 2),
+                                      t["BLOCK_S"], t["BLOCK_D"]]))
     return out
 
 

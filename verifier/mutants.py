@@ -62,10 +62,11 @@ MUTANTS: tuple[Mutant, ...] = (
         "autograd_connectivity", "the state handed to the next loop is cut from the graph: only the last loop learns"),
     Mutant("zero_padded_vocab", 5, "kernels/halting.py", (
         ("padding_mode=ct.PaddingMode.NEG_INF)", "padding_mode=ct.PaddingMode.ZERO)"),
+        ("padding_value=-INF)", "padding_value=0.0)"),
         ("real = ct.arange(BLOCK_V, dtype=ct.int32)[None, :] < V ", "real = ct.arange(BLOCK_V, dtype=ct.int32)[None, :] < BLOCK_V ")),
         "padded_vocab_mask", "padded vocab columns filled with 0 count exp(0) = 1 in the softmax sum"),
     Mutant("nan_halt_trap", 6, "kernels/halting.py", ((
-        "    ez = ct.where(e > 0.0, e * z, 0.0)", "    ez = e * z"),),
+        "    ez = ct.sum(ct.where(e > 0.0, e * z, 0.0), axis=1", "    ez = ct.sum(e * z, axis=1"),),
         "nan_guard", "0 * (-inf) = NaN in impossible columns; NaN < threshold halts every token"),
     Mutant("skip_tiles", 7, "kernels/halting.py", ((
         "index=(bid, j)", "index=(bid * BLOCK_M, j)"),),
