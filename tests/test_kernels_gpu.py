@@ -17,9 +17,7 @@ pytestmark = pytest.mark.gpu
 NAN = float("nan")
 
 
-# Every new shape is a fresh JIT compile on the GPU (seconds each), so the GPU tests draw fewer
-# shapes than the CPU ones (tests/test_kernels.py), which check the same kernels' logic on many.
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=30, deadline=None)     # each new shape is a JIT compile (about a second)
 @given(halting_cases())
 def test_halting_kernel_on_gpu(c):
     args = build_halting(c, "cuda")
@@ -33,7 +31,7 @@ def test_halting_kernel_on_gpu(c):
     assert_close("halting_update.entropy", entropy, K.entropy_oracle(args[0].cpu()), torch.float32, **c)
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(attention_cases())
 def test_attention_kernel_on_gpu(c):
     for dtype in (torch.float32, torch.bfloat16):
