@@ -21,7 +21,7 @@ from bench.common import RESULTS, record, table
 
 REPS, WARMUP = 25, 20   # 5 warm-up calls left the first-timed variant ~30% slow (6.9 vs 5.2 ms)
 # halting update tunings: entropy rows per block, state rows per tile, logits by gather, streams
-HALTING_SWEEP = [dict(block_m=64), dict(block_m=1024), dict(block_s=8), dict(block_s=32), dict(gather=False),
+HALTING_SWEEP = [dict(block_m=64), dict(block_m=1024), dict(block_s=8), dict(block_s=16), dict(gather=False),
                  dict(streams=2)]
 
 
@@ -55,9 +55,9 @@ def matmul_tflops() -> float:
     return 2 * 8192**3 / ms / 1e9
 
 
-def halting_bandwidth(M: int = 1 << 20, V: int = 14, D: int = 128, **tiles) -> dict:
+def halting_bandwidth(M: int = 1 << 20, V: int = 14, D: int = 128, parts: bool = False, **tiles) -> dict:
     """The halting update on M tokens; `tiles` (block_m, block_s, block_d, gather, streams) override
-    the module's defaults."""
+    the module's defaults. `parts`: also time its two kernels alone (where the time goes)."""
     from kernels import halting as K
     g = torch.Generator(device="cuda").manual_seed(0)
     sets = []
@@ -74,9 +74,19 @@ def halting_bandwidth(M: int = 1 << 20, V: int = 14, D: int = 128, **tiles) -> d
     ms = median_ms(lambda s: K._launch(*s, True, **tiles), sets)
     ref_ms = median_ms(lambda s: K.halting_update_reference(*s), sets)
     sizes = K.tiles_for(M, V, D, **{k: v for k, v in tiles.items() if k.startswith("block_")})
-    return {"M": M, "V": V, "D": D, **sizes, "gather": tiles.get("gather", K.GATHER),
-            "streams": tiles.get("streams", 2), "bytes": nbytes, "ms": ms, "bandwidth_gbs": nbytes / ms / 1e6,
-            "reference_ms": ref_ms, "max_abs_error_vs_reference": err}
+    out = {"M": M, "V": V, "D": D, **sizes, "gather": tiles.get("gather", K.GATHER),
+           "streams": tiles.get("streams", 1), "bytes": nbytes, "ms": ms, "bandwidth_gbs": nbytes / ms / 1e6,
+           "reference_ms": ref_ms, "max_abs_error_vs_reference": err}
+    if parts:
+        state_bytes = 3 * M * D * 4 + M
+        dst = torch.empty(M, D, device="cuda")
+        sel = median_ms(lambda s: K.state_select_kernel.launch(
+            (-(-M // sizes["BLOCK_S"]), -(-D // sizes["BLOCK_D"])), (s[1], s[2], s[3], dst, sizes["BLOCK_S"], sizes["BLOCK_D"])),
+            sets)
+        ent = median_ms(lambda s: K._launch(s[0], None, None, None, None, None, False), sets)
+        out["parts"] = {"state_select_ms": sel, "state_select_gbs": state_bytes / sel / 1e6,
+                        "entropy_only_ms": ent, "entropy_only_gbs": M * (V * 4 + 4) / ent / 1e6}
+    return out
 
 
 def inference_model(ckpt: str | None):
@@ -187,8 +197,10 @@ def main() -> None:
             print(f"halting {tiles}: {sweep[-1]['ms']:.3f} ms, {sweep[-1]['bandwidth_gbs']:.0f} GB/s", flush=True)
         except Exception as e:  # one tile size failing must not lose the others
             print(f"halting {tiles}: {type(e).__name__}: {str(e)[:300]}", flush=True)
-    halt = halting_bandwidth()     # the module's tile sizes, as the model runs it
+    halt = halting_bandwidth(parts=True)     # the module's tile sizes, as the model runs it
     halt["bandwidth_fraction"] = halt["bandwidth_gbs"] / copy
+    halt["parts"]["state_select_fraction"] = halt["parts"]["state_select_gbs"] / copy
+    print(f"halting parts: {halt['parts']}", flush=True)
     halt["sweep"] = sweep
     data["halting"] = halt
     record("kernels-h100", data, out=args.out)          # partial results survive a later failure

@@ -62,8 +62,8 @@ def halting_update_kernel(logits, active, steps, threshold, active_out, steps_ou
                           V: ConstInt, BLOCK_M: ConstInt, BLOCK_V: ConstInt, WITH_STATE: ConstBool,
                           GATHER: ConstBool):
     """grid (cdiv(M, BLOCK_M),): entropy, active' and steps' for BLOCK_M tokens per block.
-    Compute-bound (four row reductions per tile); the state, 96% of the bytes, moves in
-    `state_select_kernel`, which runs beside this one on a second stream."""
+    Compute-bound (three row reductions per tile); the state, 96% of the bytes, moves in
+    `state_select_kernel`."""
     bid = ct.bid(0)
     if GATHER:
         # logit rows of V floats are rarely 16-byte aligned (V = 14: 56 bytes), which rules out
@@ -114,10 +114,10 @@ def supported(V: int) -> bool:
 
 
 def _launch(logits, new_state, state, active, steps, threshold, with_state: bool, out=None, block_m=BLOCK_M,
-            block_d=MAX_BLOCK_D, block_s=BLOCK_S, gather=GATHER, streams=2):
+            block_d=MAX_BLOCK_D, block_s=BLOCK_S, gather=GATHER, streams=1):
     """Launch the entropy kernel over ceil(M / BLOCK_M) blocks and, with the state, the select
-    kernel over ceil(M / BLOCK_S) x ceil(D / BLOCK_D) blocks; on a GPU the entropy kernel runs on
-    a side stream so that the two overlap (`streams=1`: one after the other). `out=((state',
+    kernel over ceil(M / BLOCK_S) x ceil(D / BLOCK_D) blocks, one after the other (`streams=2`
+    puts the entropy kernel on a side stream: no faster on the H100, the copy fills the GPU). `out=((state',
     active', steps'), entropy)` lets a caller pass pre-poisoned buffers (the tile-index probe
     does); the tile sizes and `gather` are for tuning sweeps."""
     M, V = logits.shape
