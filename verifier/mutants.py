@@ -72,7 +72,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "index=(bid, j)", "index=(bid * BLOCK_M, j)"),),
         "tile_index_probe", "ct.load/ct.store take tile indices; multiplying by the tile size skips tiles"),
     Mutant("unpadded_tiles", 8, "kernels/halting.py", ((
-        '"BLOCK_V": next_pow2(V)', '"BLOCK_V": V'),),
+        "    block_v = next_pow2(V)", "    block_v = V"),),
         "kernel_compile", "the vocabulary tile is the vocabulary's size (65, 14): not a power of two"),
     Mutant("non_strict_load", 9, "looplm/checkpoint.py", ((
         "    own = model.state_dict()\n    missing",

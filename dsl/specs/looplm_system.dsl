@@ -376,10 +376,17 @@ system LoopLM {
       source: "experiments/gpt12_reversed_windowed.json (H100)"
       status: observed
     }
-    fact fused_loop_kernel_slower {
-      statement: "The persistent cuTile looped-block kernel is slower than eager PyTorch at L=12 (batch 1024, 12 digits): the 3x goal is not met"
+    fact fused_loop_kernel_short_of_goal {
+      statement: "Without halting at L=12 (batch 1024, 12 digits), the persistent cuTile kernel beats eager PyTorch and CUDA graphs, but not by the 1.5x goal over the best other path"
       evidence: "bench/results/kernels-h100.json"
-      claim: loop_inference.0.speedup_vs_eager < 1.0
+      claim: loop_inference.0.speedup_vs_best_other < 1.5
+      source: "python -m bench.kernels_gpu on an H100"
+      status: observed
+    }
+    fact fused_loop_kernel_with_halting {
+      statement: "With entropy halting at L=32, the persistent kernel (halting in-kernel) is more than 1.5x faster than the best of torch.compile and CUDA-graphed eager"
+      evidence: "bench/results/kernels-h100.json"
+      claim: loop_inference.3.speedup_vs_best_other >= 1.5
       source: "python -m bench.kernels_gpu on an H100"
       status: observed
     }
