@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from bench.common import RESULTS, record, table
@@ -93,11 +94,14 @@ def main() -> None:
     for k in spec.system.kernels:
         shape = k.shapes[args.shape_index]
         for kernel, params in module_of(k).aot_signatures(**shape):
+            t0 = time.perf_counter()
+            cubin = kernel.export(jit_like(params), args.arch, cache=False)
             row = {"kernel": kernel.body.__name__, "spec_kernel": k.name, "shape": shape,
                    "constants": [p for p in params if isinstance(p, (int, bool))],
-                   **inspect(kernel.export(jit_like(params), args.arch, cache=False), tool)}
+                   "compile_seconds": round(time.perf_counter() - t0, 2), **inspect(cubin, tool)}
             rows.append(row)
-            print({c: row[c] for c in ("kernel", "constants", "registers", "stack_bytes", "spill_stores")}, flush=True)
+            print({c: row[c] for c in ("kernel", "constants", "compile_seconds", "registers", "stack_bytes",
+                                      "spill_stores")}, flush=True)
     table(f"kernels for {args.arch} (AOT, JIT-like parameters)",
           ["kernel", "constants", "registers", "stack B", "shared B", "spill st", "spill ld", "wgmma", "instr"],
           [[r["kernel"], str(r["constants"]), r["registers"], r["stack_bytes"], r["shared_bytes"], r["spill_stores"],
