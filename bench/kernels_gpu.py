@@ -23,6 +23,9 @@ REPS, WARMUP = 25, 20   # 5 warm-up calls left the first-timed variant ~30% slow
 # halting update tunings: entropy rows per block, state rows per tile, logits by gather, streams
 HALTING_SWEEP = [dict(block_m=64), dict(block_m=1024), dict(block_s=8), dict(block_s=16), dict(gather=False),
                  dict(streams=2)]
+# persistent-kernel tunings: packed rows per block, MLP hidden columns per step
+LOOPED_SWEEP = {"rows64": dict(rows=64), "rows128": dict(rows=128), "chunk32": dict(chunk=32), "chunk64": dict(chunk=64),
+                "chunk128": dict(chunk=128)}
 
 
 def median_ms(fn, inputs: list, reps: int = REPS, warmup: int = WARMUP) -> float:
@@ -80,10 +83,8 @@ def halting_bandwidth(M: int = 1 << 20, V: int = 14, D: int = 128, parts: bool =
     if parts:
         state_bytes = 3 * M * D * 4 + M
         dst = torch.empty(M, D, device="cuda")
-        sel = median_ms(lambda s: K.state_select_kernel.launch(
-            (-(-M // sizes["BLOCK_S"]), -(-D // sizes["BLOCK_D"])), (s[1], s[2], s[3], dst, sizes["BLOCK_S"], sizes["BLOCK_D"])),
-            sets)
-        ent = median_ms(lambda s: K._launch(s[0], None, None, None, None, None, False), sets)
+        sel = median_ms(lambda s: K.select_state(s[1], s[2], s[3], dst, sizes), sets)
+        ent = median_ms(lambda s: K.entropy_cutile(s[0]), sets)
         out["parts"] = {"state_select_ms": sel, "state_select_gbs": state_bytes / sel / 1e6,
                         "entropy_only_ms": ent, "entropy_only_gbs": M * (V * 4 + 4) / ent / 1e6}
     return out
@@ -112,7 +113,6 @@ def flops_per_forward(model, idx: torch.Tensor, loops: int) -> float:
 def looped_inference(model, loops_list: list[int], batch: int, digits: int, on_row=None) -> list[dict]:
     from kernels import looped_block as LB
     from looplm.config import HaltingConfig
-    ROWS = LB.ROWS
     from looplm.data import make_batch, problems
     fmt = model.config.data.format
     batches = [make_batch(problems(batch, digits, digits, seed=s), fmt).idx.cuda() for s in range(3)]
@@ -157,15 +157,13 @@ def looped_inference(model, loops_list: list[int], batch: int, digits: int, on_r
             assert res.halting.entropy.shape[0] == 0, "the persistent cuTile path did not run"
             agree = float((res.logits.argmax(-1) == want.argmax(-1)).float().mean())
             ms["cutile"] = median_ms(lambda idx: fused(idx).logits, batches)
-            for n_rows in (64, 128):          # the packing sweep: rows per block
-                LB.ROWS = n_rows
-                ms[f"cutile_rows{n_rows}"] = median_ms(lambda idx: fused(idx).logits, batches)
-            LB.ROWS = ROWS
             kernel = LB.looped_block_cutile
-            for chunk in (32, 64, 128):       # the MLP sweep: hidden columns per step
-                LB.looped_block_cutile = functools.partial(kernel, chunk=chunk)
-                ms[f"cutile_chunk{chunk}"] = median_ms(lambda idx: fused(idx).logits, batches)
-            LB.looped_block_cutile = kernel
+            try:
+                for name, tiles in LOOPED_SWEEP.items():
+                    LB.looped_block_cutile = functools.partial(kernel, **tiles)
+                    ms[f"cutile_{name}"] = median_ms(lambda idx: fused(idx).logits, batches)
+            finally:
+                LB.looped_block_cutile = kernel
             best_other = min(ms["compile"], ms["graphs"])
             flops = flops_per_forward(model, batches[0], L)
             rows.append({"L": L, "halting": halting, "batch": batch, "digits": digits, "T": int(batches[0].shape[1]),

@@ -105,13 +105,18 @@ def loop_attention_cutile(q, k, v, sig, plen, bias=None, *, window=None, clip=3,
     return out
 
 
-def attention_mask(sig, plen, window=None, prefix=False):
-    """(B, 1, T, T) bool: the kernel's mask, written with whole tensors."""
+def attention_mask(sig, plen, window=None, prefix=False, pos=None):
+    """(B, 1, T, T) bool: the kernel's mask, written with whole tensors. `pos` (B, T) gives each
+    row's position in its sequence and `plen` may then be per row (B, T): packed rows of several
+    sequences (the persistent kernel's groups); by default rows are positions 0..T-1."""
     B, T = sig.shape
-    pos = torch.arange(T, device=sig.device)
-    ok = (pos[None, :] <= pos[:, None]).expand(B, T, T)
+    if pos is None:
+        pos = torch.arange(T, device=sig.device).expand(B, T)
+    if plen.dim() == 1:
+        plen = plen[:, None]
+    ok = pos[:, None, :] <= pos[:, :, None]
     if prefix:
-        inp = pos[None, :] < plen[:, None]
+        inp = pos < plen
         ok = ok | (inp[:, :, None] & inp[:, None, :])
     if window is not None:
         near = (sig[:, :, None] - sig[:, None, :]).abs() <= window

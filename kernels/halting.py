@@ -21,6 +21,7 @@
 The kernel pads V to a power of two inside the tile (bug 8) and masks the padded columns by
 the real V before exp (bug 5); its loads index the tile space, never element offsets (bug 7).
 """
+import contextlib
 import math
 
 import torch
@@ -134,22 +135,24 @@ def _launch(logits, new_state, state, active, steps, threshold, with_state: bool
         flag, count = torch.zeros(1, dtype=torch.bool, device=dev), torch.zeros(1, dtype=torch.int32, device=dev)
         vecs = (flag, count, torch.zeros(1, device=dev), flag, count)
     args = (logits.contiguous(), *vecs, entropy, math.log(V), V, t["BLOCK_M"], t["BLOCK_V"], with_state, gather)
-    grid = (-(-M // t["BLOCK_M"]),)
-    if not with_state:
-        halting_update_kernel.launch(grid, args)
-        return outs, entropy
-    side = torch.cuda.Stream(dev) if dev.type == "cuda" and streams > 1 else None
+    side = torch.cuda.Stream(dev) if with_state and dev.type == "cuda" and streams > 1 else None
     if side is not None:
         side.wait_stream(torch.cuda.current_stream(dev))
-        with torch.cuda.stream(side):
-            halting_update_kernel.launch(grid, args)
-    else:
-        halting_update_kernel.launch(grid, args)
-    state_select_kernel.launch((-(-M // t["BLOCK_S"]), -(-D // t["BLOCK_D"])),
-                               (new_state.contiguous(), state.contiguous(), vecs[0], outs[0], t["BLOCK_S"], t["BLOCK_D"]))
+    with torch.cuda.stream(side) if side is not None else contextlib.nullcontext():
+        halting_update_kernel.launch((-(-M // t["BLOCK_M"]),), args)
+    if with_state:
+        select_state(new_state, state, vecs[0], outs[0], t)
     if side is not None:
         torch.cuda.current_stream(dev).wait_stream(side)
     return outs, entropy
+
+
+def select_state(new_state, state, active, state_out, t: dict[str, int]) -> None:
+    """state_out = where(active, new_state, state) by `state_select_kernel` with tiles `t`."""
+    M, D = state.shape
+    state_select_kernel.launch((-(-M // t["BLOCK_S"]), -(-D // t["BLOCK_D"])),
+                               (new_state.contiguous(), state.contiguous(), active.contiguous(), state_out,
+                                t["BLOCK_S"], t["BLOCK_D"]))
 
 
 def aot_signatures(M: int, V: int, D: int):

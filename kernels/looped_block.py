@@ -197,23 +197,13 @@ def packed_attention_mask(sig, pos, seq, plen, bias=None, *, window=None, clip: 
                           prefix: bool = False) -> torch.Tensor:
     """The additive attention mask of packed groups: (G, R) significance, position, sequence slot
     (-1: empty row) and prompt length per row -> (G, H or 1, R, R) fp32: the relative bias where
-    a key is visible, -inf where it is not. Same rules as `attention.attention_mask` (causal, or
-    both in the prompt with `prefix`; digit keys within the window), plus: rows see only their
-    own sequence, and every row sees itself so that no softmax row is empty."""
-    causal = pos[:, None, :] <= pos[:, :, None]
-    if prefix:
-        causal = causal | ((pos[:, :, None] < plen[:, :, None]) & (pos[:, None, :] < plen[:, None, :]))
-    ok = (seq[:, :, None] == seq[:, None, :]) & (seq[:, None, :] >= 0) & causal
-    d = sig[:, :, None] - sig[:, None, :]
-    key_digit = sig[:, None, :] >= 0
-    if window is not None:
-        ok = ok & ((d.abs() <= window) | ~key_digit)
+    a key is visible, -inf where it is not: `attention.attention_mask` at the rows' positions and
+    `attention.bias_matrix`, plus: rows see only their own sequence, and every row sees itself so
+    that no softmax row is empty."""
+    ok = attention_mask(sig, plen, window, prefix, pos=pos)[:, 0]
+    ok = ok & (seq[:, :, None] == seq[:, None, :]) & (seq[:, None, :] >= 0)
     ok = ok | torch.eye(pos.shape[1], dtype=torch.bool, device=pos.device)
-    if bias is None:
-        add = torch.zeros(ok.shape, device=pos.device)[:, None]
-    else:
-        bucket = torch.where(key_digit, d.clamp(-clip, clip) + clip, 2 * clip + 1)
-        add = bias.float()[:, bucket].transpose(0, 1)                                   # (G, H, R, R)
+    add = torch.zeros(ok.shape, device=pos.device)[:, None] if bias is None else bias_matrix(sig, bias.float(), clip)
     return add.masked_fill(~ok[:, None], -INF).contiguous()
 
 
