@@ -20,12 +20,14 @@ import torch
 from bench.common import RESULTS, record, table
 
 REPS, WARMUP = 25, 20   # 5 warm-up calls left the first-timed variant ~30% slow (6.9 vs 5.2 ms)
-# halting update tunings: entropy rows per block, state rows per tile, logits by gather, streams
-HALTING_SWEEP = [dict(block_m=64), dict(block_m=1024), dict(block_s=8), dict(block_s=16), dict(gather=False),
-                 dict(streams=2)]
-# persistent-kernel tunings: packed rows per block, MLP hidden columns per step
-LOOPED_SWEEP = {"rows64": dict(rows=64), "rows128": dict(rows=128), "chunk32": dict(chunk=32), "chunk64": dict(chunk=64),
-                "chunk128": dict(chunk=128)}
+# halting update tunings: tokens per block, blocks per SM the compiler plans for (None: its own
+# choice), logits by gather or tile load
+HALTING_SWEEP = [dict(block_m=32), dict(block_m=128), dict(occupancy=None), dict(occupancy=2), dict(occupancy=8),
+                 dict(gather=False)]
+# persistent-kernel tunings, each against the module's defaults: MLP hidden columns per step,
+# packed rows per block, the compiler's worker warps (None: its default, 4)
+LOOPED_SWEEP = {"chunk32": dict(chunk=32), "chunk128": dict(chunk=128), "rows128": dict(rows=128),
+                "warps_default": dict(num_worker_warps=None)}
 
 
 def median_ms(fn, inputs: list, reps: int = REPS, warmup: int = WARMUP) -> float:
@@ -59,9 +61,10 @@ def matmul_tflops() -> float:
 
 
 def halting_bandwidth(M: int = 1 << 20, V: int = 14, D: int = 128, parts: bool = False, **tiles) -> dict:
-    """The halting update on M tokens; `tiles` (block_m, block_s, block_d, gather, streams) override
-    the module's defaults. `parts`: also time its two kernels alone (where the time goes)."""
+    """The halting update on M tokens; `tiles` (block_m, block_d, gather, occupancy) override the
+    module's defaults. `parts`: also time the entropy alone (the update without the state)."""
     from kernels import halting as K
+    from kernels.tile import TileKernel
     g = torch.Generator(device="cuda").manual_seed(0)
     sets = []
     for _ in range(3):
@@ -69,24 +72,25 @@ def halting_bandwidth(M: int = 1 << 20, V: int = 14, D: int = 128, parts: bool =
                      torch.randn(M, D, device="cuda", generator=g), torch.rand(M, device="cuda", generator=g) < 0.7,
                      torch.randint(0, 9, (M,), device="cuda", dtype=torch.int32, generator=g),
                      torch.rand(M, device="cuda", generator=g)))
-    got = K.halting_update_cutile(*sets[0])
+    occupancy = tiles.pop("occupancy", K.OCCUPANCY)
+    kernel = K.halting_update_kernel
+    if occupancy != K.OCCUPANCY:
+        kernel = TileKernel(kernel.body, **({"occupancy": occupancy} if occupancy else {}))
+    run = functools.partial(K._launch, kernel=kernel, **tiles)
+    (state, active, steps), entropy = run(*sets[0], True)
     want = K.halting_update_reference(*sets[0])
-    err = max(float((a.float() - b.float()).abs().max()) for a, b in zip(got, want))
+    err = max(float((a.float() - b.float()).abs().max()) for a, b in zip((state, active, steps, entropy), want))
     # bytes moved: read logits, both states, active, steps, threshold; write state, active, steps, entropy
     nbytes = M * (V * 4 + 2 * D * 4 + 1 + 4 + 4) + M * (D * 4 + 1 + 4 + 4)
-    ms = median_ms(lambda s: K._launch(*s, True, **tiles), sets)
+    ms = median_ms(lambda s: run(*s, True), sets)
     ref_ms = median_ms(lambda s: K.halting_update_reference(*s), sets)
     sizes = K.tiles_for(M, V, D, **{k: v for k, v in tiles.items() if k.startswith("block_")})
-    out = {"M": M, "V": V, "D": D, **sizes, "gather": tiles.get("gather", K.GATHER),
-           "streams": tiles.get("streams", 1), "bytes": nbytes, "ms": ms, "bandwidth_gbs": nbytes / ms / 1e6,
-           "reference_ms": ref_ms, "max_abs_error_vs_reference": err}
+    out = {"M": M, "V": V, "D": D, **sizes, "gather": tiles.get("gather", K.GATHER), "occupancy": occupancy,
+           "bytes": nbytes, "ms": ms, "bandwidth_gbs": nbytes / ms / 1e6, "reference_ms": ref_ms,
+           "max_abs_error_vs_reference": err}
     if parts:
-        state_bytes = 3 * M * D * 4 + M
-        dst = torch.empty(M, D, device="cuda")
-        sel = median_ms(lambda s: K.select_state(s[1], s[2], s[3], dst, sizes), sets)
-        ent = median_ms(lambda s: K.entropy_cutile(s[0]), sets)
-        out["parts"] = {"state_select_ms": sel, "state_select_gbs": state_bytes / sel / 1e6,
-                        "entropy_only_ms": ent, "entropy_only_gbs": M * (V * 4 + 4) / ent / 1e6}
+        ent = median_ms(lambda s: run(s[0], None, None, None, None, None, False), sets)
+        out["parts"] = {"entropy_only_ms": ent, "entropy_only_gbs": M * (V * 4 + 4) / ent / 1e6}
     return out
 
 
@@ -111,9 +115,14 @@ def flops_per_forward(model, idx: torch.Tensor, loops: int) -> float:
 
 
 def looped_inference(model, loops_list: list[int], batch: int, digits: int, on_row=None) -> list[dict]:
+    """ms per forward of `batch` problems: eager, torch.compile, eager replayed as a CUDA graph,
+    and the persistent cuTile path replayed as a CUDA graph (`cutile`) and called plainly
+    (`cutile_plain`); then the cuTile tunings of LOOPED_SWEEP (graphed)."""
     from kernels import looped_block as LB
+    from kernels.tile import TileKernel
     from looplm.config import HaltingConfig
     from looplm.data import make_batch, problems
+    from looplm.graphs import Graphed
     fmt = model.config.data.format
     batches = [make_batch(problems(batch, digits, digits, seed=s), fmt).idx.cuda() for s in range(3)]
     rows = []
@@ -132,22 +141,7 @@ def looped_inference(model, loops_list: list[int], batch: int, digits: int, on_r
                 with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
                     return compiled(idx, loops=L, halting=policy).logits
             ms["compile"] = median_ms(comp, batches, warmup=3)
-            static = batches[0].clone()
-            s = torch.cuda.Stream()
-            s.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(s):
-                for _ in range(3):
-                    eager(static)
-            torch.cuda.current_stream().wait_stream(s)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                out_static = eager(static)
-
-            def replay(idx):
-                static.copy_(idx)
-                graph.replay()
-                return out_static
-            ms["graphs"] = median_ms(replay, batches)
+            ms["graphs"] = median_ms(Graphed(eager, batches[0]), batches)
             os.environ.pop("LOOPLM_KERNELS")
 
             def fused(idx):
@@ -156,19 +150,29 @@ def looped_inference(model, loops_list: list[int], batch: int, digits: int, on_r
             res = fused(batches[0])
             assert res.halting.entropy.shape[0] == 0, "the persistent cuTile path did not run"
             agree = float((res.logits.argmax(-1) == want.argmax(-1)).float().mean())
-            ms["cutile"] = median_ms(lambda idx: fused(idx).logits, batches)
-            kernel = LB.looped_block_cutile
+            logits = lambda idx: fused(idx).logits  # noqa: E731
+            ms["cutile_plain"] = median_ms(logits, batches)
+            ms["cutile"] = median_ms(Graphed(logits, batches[0]), batches)
+            wrapper, kernel = LB.looped_block_cutile, LB.looped_block_kernel
             try:
                 for name, tiles in LOOPED_SWEEP.items():
-                    LB.looped_block_cutile = functools.partial(kernel, **tiles)
-                    ms[f"cutile_{name}"] = median_ms(lambda idx: fused(idx).logits, batches)
+                    tiles = dict(tiles)
+                    if "num_worker_warps" in tiles:    # another compilation of the same kernel body
+                        warps = tiles.pop("num_worker_warps")
+                        LB.looped_block_kernel = TileKernel(kernel.body, **({"num_worker_warps": warps} if warps else {}))
+                    LB.looped_block_cutile = functools.partial(wrapper, **tiles)
+                    ms[f"cutile_{name}"] = median_ms(Graphed(logits, batches[0]), batches)
+                    LB.looped_block_cutile, LB.looped_block_kernel = wrapper, kernel
             finally:
-                LB.looped_block_cutile = kernel
+                LB.looped_block_cutile, LB.looped_block_kernel = wrapper, kernel
             best_other = min(ms["compile"], ms["graphs"])
             flops = flops_per_forward(model, batches[0], L)
             rows.append({"L": L, "halting": halting, "batch": batch, "digits": digits, "T": int(batches[0].shape[1]),
                          "ms": ms, "speedup_vs_eager": ms["eager"] / ms["cutile"],
-                         "speedup_vs_best_other": best_other / ms["cutile"], "argmax_agreement_vs_eager": agree,
+                         "speedup_vs_best_other": best_other / ms["cutile"],
+                         "plain_speedup_vs_eager": ms["eager"] / ms["cutile_plain"],
+                         "plain_speedup_vs_best_other": best_other / ms["cutile_plain"],
+                         "argmax_agreement_vs_eager": agree,
                          "tflops_cutile": flops / ms["cutile"] / 1e9, "tflops_eager": flops / ms["eager"] / 1e9,
                          "applications_saved": 1 - float(res.halting.applications) / float(res.halting.max_applications)})
             print({k: rows[-1][k] for k in ("L", "halting", "ms", "speedup_vs_eager", "speedup_vs_best_other",
@@ -197,7 +201,6 @@ def main() -> None:
             print(f"halting {tiles}: {type(e).__name__}: {str(e)[:300]}", flush=True)
     halt = halting_bandwidth(parts=True)     # the module's tile sizes, as the model runs it
     halt["bandwidth_fraction"] = halt["bandwidth_gbs"] / copy
-    halt["parts"]["state_select_fraction"] = halt["parts"]["state_select_gbs"] / copy
     print(f"halting parts: {halt['parts']}", flush=True)
     halt["sweep"] = sweep
     data["halting"] = halt
@@ -211,10 +214,10 @@ def main() -> None:
                             on_row=lambda rs: record("kernels-h100", {**data, "loop_inference": rs}, out=args.out))
     data["loop_inference"] = rows
     table(f"looped inference, batch {args.batch} x {args.digits}-digit problems (ms, median)",
-          ["L", "halting", "eager", "compile", "graphs", "cutile", "rows128", "chunk64", "chunk128", "x eager",
-           "x best other", "TFLOP/s cutile"],
+          ["L", "halting", "eager", "compile", "graphs", "cutile", "cutile plain", "chunk32", "warps default",
+           "x eager", "x best other", "TFLOP/s cutile"],
           [[r["L"], r["halting"], r["ms"]["eager"], r["ms"]["compile"], r["ms"]["graphs"], r["ms"]["cutile"],
-            r["ms"].get("cutile_rows128"), r["ms"].get("cutile_chunk64"), r["ms"].get("cutile_chunk128"),
+            r["ms"]["cutile_plain"], r["ms"].get("cutile_chunk32"), r["ms"].get("cutile_warps_default"),
             r["speedup_vs_eager"],
             r["speedup_vs_best_other"], r["tflops_cutile"]] for r in rows])
     print(f"wrote {record('kernels-h100', data, out=args.out)}")

@@ -55,7 +55,7 @@ def builds(spec: Spec, quick: bool) -> Iterator[tuple[Kernel, dict, TileKernel, 
         for shape in k.shapes[:1] if quick else k.shapes:
             sigs = mod.aot_signatures(**shape)
             for kernel, params in sigs[:1] if quick else sigs:
-                key = (kernel.__name__, repr(params))
+                key = (kernel.__name__, repr(kernel.options), repr(params))
                 if key not in seen:
                     seen.add(key)
                     yield k, shape, kernel, params

@@ -84,5 +84,6 @@ def looped_inference(model, idx: torch.Tensor, loops: int, policy):
         halting=halting, min_loops=policy.min_loops, window=m.window if m.position == "windowed" else None,
         clip=m.relative_clip, use_bias=m.position in ("relative", "windowed"), prefix=m.prefix_bidirectional,
         reinject=m.reinject == "add", step_emb=m.step_embedding)
-    halt = Halting(steps, torch.empty(0, B, T, device=idx.device), steps[real].sum(), real.sum() * loops)
+    # (steps * real), not steps[real]: a boolean index waits for the GPU, which a CUDA graph cannot capture
+    halt = Halting(steps, torch.empty(0, B, T, device=idx.device), (steps * real).sum(), real.sum() * loops)
     return logits, steps, halt

@@ -21,7 +21,6 @@
 The kernel pads V to a power of two inside the tile (bug 8) and masks the padded columns by
 the real V before exp (bug 5); its loads index the tile space, never element offsets (bug 7).
 """
-import contextlib
 import math
 
 import torch
@@ -31,9 +30,12 @@ from .tile import ct, next_pow2, tile_kernel
 ConstInt = ct.Constant[int]
 ConstBool = ct.Constant[bool]
 INF = math.inf
-BLOCK_M = 256     # tokens per entropy block (H100 sweep: bench/results/kernels-h100.json, halting.sweep)
-BLOCK_S = 32      # tokens per state tile
-MAX_BLOCK_D = 128  # state columns per tile; wider states take more columns of blocks
+BLOCK_M = 64      # tokens per block (H100, V=14, D=128: 64 -> 0.60 ms, 128 -> 0.62, 32 -> 0.61 with OCCUPANCY 4)
+MAX_BLOCK_D = 128  # state columns per tile; wider states loop over column tiles
+# Blocks per SM the compiler plans for. Without it the compiler gave every thread 255 registers, one
+# block ran per SM and the update reached 66% of copy bandwidth; with 4 it is 64 registers and 96%
+# (python -m bench.kernels_gpu, halting.sweep).
+OCCUPANCY = 4
 GATHER = True     # load logits with a gather (rows of V floats are rarely 16-byte aligned)
 MAX_ENTROPY_TILE = 4096  # elements of one entropy tile (BLOCK_M x BLOCK_V)
 MAX_V = 8192      # one tile holds the padded vocabulary; wider vocabularies use the reference
@@ -58,13 +60,13 @@ def row_entropy(logits, V, log_v, BLOCK_V):
     return ct.maximum(h, 0.0)
 
 
-@tile_kernel()
-def halting_update_kernel(logits, active, steps, threshold, active_out, steps_out, entropy_out, log_v: float,
-                          V: ConstInt, BLOCK_M: ConstInt, BLOCK_V: ConstInt, WITH_STATE: ConstBool,
-                          GATHER: ConstBool):
-    """grid (cdiv(M, BLOCK_M),): entropy, active' and steps' for BLOCK_M tokens per block.
-    Compute-bound (three row reductions per tile); the state, 96% of the bytes, moves in
-    `state_select_kernel`."""
+@tile_kernel(occupancy=OCCUPANCY)
+def halting_update_kernel(logits, new_state, state, active, steps, threshold, state_out, active_out, steps_out,
+                          entropy_out, log_v: float, V: ConstInt, BLOCK_M: ConstInt, BLOCK_V: ConstInt,
+                          BLOCK_D: ConstInt, WITH_STATE: ConstBool, GATHER: ConstBool):
+    """grid (cdiv(M, BLOCK_M),): the whole update for BLOCK_M tokens per block, in one launch.
+    Memory-bound: the state is 96% of the bytes; many small blocks per SM (OCCUPANCY) keep
+    enough loads in flight while others compute their entropy."""
     bid = ct.bid(0)
     if GATHER:
         # logit rows of V floats are rarely 16-byte aligned (V = 14: 56 bytes), which rules out
@@ -83,31 +85,22 @@ def halting_update_kernel(logits, active, steps, threshold, active_out, steps_ou
         st = ct.load(steps, index=(bid,), shape=(BLOCK_M,), padding_mode=ct.PaddingMode.ZERO)
         ct.store(steps_out, index=(bid,), tile=st + ct.where(act, 1, 0))
         ct.store(active_out, index=(bid,), tile=ct.where(h < thr, False, act))
+        # halted tokens keep their state; plain loads (allow_tma=False) measured fastest
+        for j in range(ct.cdiv(new_state.shape[1], BLOCK_D)):
+            new = ct.load(new_state, index=(bid, j), shape=(BLOCK_M, BLOCK_D), padding_mode=ct.PaddingMode.ZERO,
+                          allow_tma=False)
+            old = ct.load(state, index=(bid, j), shape=(BLOCK_M, BLOCK_D), padding_mode=ct.PaddingMode.ZERO,
+                          allow_tma=False)
+            ct.store(state_out, index=(bid, j), tile=ct.where(act[:, None], new, old))
 
 
-@tile_kernel()
-def state_select_kernel(new_state, state, active, state_out, BLOCK_S: ConstInt, BLOCK_D: ConstInt):
-    """grid (cdiv(M, BLOCK_S), cdiv(D, BLOCK_D)): state' = where(active, new, old) for one
-    (BLOCK_S, BLOCK_D) tile per block: halted tokens keep their state. Memory-bound; small
-    blocks and plain loads (allow_tma=False) measured fastest on the H100."""
-    bid = ct.bid(0)
-    j = ct.bid(1)
-    act = ct.load(active, index=(bid,), shape=(BLOCK_S,), padding_mode=ct.PaddingMode.ZERO)
-    new = ct.load(new_state, index=(bid, j), shape=(BLOCK_S, BLOCK_D), padding_mode=ct.PaddingMode.ZERO,
-                  allow_tma=False)
-    old = ct.load(state, index=(bid, j), shape=(BLOCK_S, BLOCK_D), padding_mode=ct.PaddingMode.ZERO,
-                  allow_tma=False)
-    ct.store(state_out, index=(bid, j), tile=ct.where(act[:, None], new, old))
-
-
-def tiles_for(M: int, V: int, D: int, block_m: int = BLOCK_M, block_d: int = MAX_BLOCK_D,
-              block_s: int = BLOCK_S) -> dict[str, int]:
+def tiles_for(M: int, V: int, D: int, block_m: int = BLOCK_M, block_d: int = MAX_BLOCK_D) -> dict[str, int]:
     """Tile sizes for a shape: all powers of two; V padded up inside one tile, and the entropy
-    tile held to MAX_ENTROPY_TILE elements (256 x 16 for V = 14). For V = 1000 a 256 x 1024 tile
+    tile held to MAX_ENTROPY_TILE elements (64 x 16 for V = 14). For V = 1000 a 256 x 1024 tile
     took 54 s to compile for sm_90 and spilled 10k times; 4 x 1024 takes 0.7 s, no spills
     (python -m bench.kernels_sass)."""
     block_v = next_pow2(V)
-    return {"BLOCK_M": min(block_m, max(1, MAX_ENTROPY_TILE // block_v)), "BLOCK_V": block_v, "BLOCK_S": block_s,
+    return {"BLOCK_M": min(block_m, max(1, MAX_ENTROPY_TILE // block_v)), "BLOCK_V": block_v,
             "BLOCK_D": min(next_pow2(D), block_d)}
 
 
@@ -116,58 +109,41 @@ def supported(V: int) -> bool:
 
 
 def _launch(logits, new_state, state, active, steps, threshold, with_state: bool, out=None, block_m=BLOCK_M,
-            block_d=MAX_BLOCK_D, block_s=BLOCK_S, gather=GATHER, streams=1):
-    """Launch the entropy kernel over ceil(M / BLOCK_M) blocks and, with the state, the select
-    kernel over ceil(M / BLOCK_S) x ceil(D / BLOCK_D) blocks, one after the other (`streams=2`
-    puts the entropy kernel on a side stream: no faster on the H100, the copy fills the GPU). `out=((state',
-    active', steps'), entropy)` lets a caller pass pre-poisoned buffers (the tile-index probe
-    does); the tile sizes and `gather` are for tuning sweeps."""
+            block_d=MAX_BLOCK_D, gather=GATHER, kernel=None):
+    """One launch over ceil(M / BLOCK_M) blocks. `out=((state', active', steps'), entropy)` lets
+    a caller pass pre-poisoned buffers (the tile-index probe does); the tile sizes, `gather` and
+    `kernel` (another compilation of the same body, e.g. another occupancy) are for tuning sweeps."""
     M, V = logits.shape
     D = new_state.shape[1] if with_state else 1
-    t = tiles_for(M, V, D, block_m, block_d, block_s)
+    t = tiles_for(M, V, D, block_m, block_d)
     dev = logits.device
     entropy = out[1] if out else torch.empty(M, dtype=torch.float32, device=dev)
     if with_state:
         outs = out[0] if out else (torch.empty_like(state), torch.empty_like(active), torch.empty_like(steps))
-        vecs = (active.contiguous(), steps.contiguous(), threshold.float().contiguous(), outs[1], outs[2])
+        ins = (new_state.contiguous(), state.contiguous(), active.contiguous(), steps.contiguous(),
+               threshold.float().contiguous())
     else:  # entropy only: the state arguments are never read
         outs = None
         flag, count = torch.zeros(1, dtype=torch.bool, device=dev), torch.zeros(1, dtype=torch.int32, device=dev)
-        vecs = (flag, count, torch.zeros(1, device=dev), flag, count)
-    args = (logits.contiguous(), *vecs, entropy, math.log(V), V, t["BLOCK_M"], t["BLOCK_V"], with_state, gather)
-    side = torch.cuda.Stream(dev) if with_state and dev.type == "cuda" and streams > 1 else None
-    if side is not None:
-        side.wait_stream(torch.cuda.current_stream(dev))
-    with torch.cuda.stream(side) if side is not None else contextlib.nullcontext():
-        halting_update_kernel.launch((-(-M // t["BLOCK_M"]),), args)
-    if with_state:
-        select_state(new_state, state, vecs[0], outs[0], t)
-    if side is not None:
-        torch.cuda.current_stream(dev).wait_stream(side)
+        one = torch.zeros(1, 1, device=dev)
+        ins = (one, one, flag, count, torch.zeros(1, device=dev))
+    outs_or_dummies = outs if outs else (ins[0], ins[2], ins[3])
+    (kernel or halting_update_kernel).launch((-(-M // t["BLOCK_M"]),), (
+        logits.contiguous(), *ins, *outs_or_dummies, entropy, math.log(V), V, t["BLOCK_M"], t["BLOCK_V"],
+        t["BLOCK_D"], with_state, gather))
     return outs, entropy
-
-
-def select_state(new_state, state, active, state_out, t: dict[str, int]) -> None:
-    """state_out = where(active, new_state, state) by `state_select_kernel` with tiles `t`."""
-    M, D = state.shape
-    state_select_kernel.launch((-(-M // t["BLOCK_S"]), -(-D // t["BLOCK_D"])),
-                               (new_state.contiguous(), state.contiguous(), active.contiguous(), state_out,
-                                t["BLOCK_S"], t["BLOCK_D"]))
 
 
 def aot_signatures(M: int, V: int, D: int):
     """(kernel, AOT parameter constraints) for a declared shape: fp32 or bf16 logits (bf16 under
-    autocast), with and without the state update; the fp32 state select."""
+    autocast), with and without the state update."""
     from .tile import array, scalar
     t = tiles_for(M, V, D)
     f32, b8, i32 = torch.float32, torch.bool, torch.int32
-    out = [(halting_update_kernel, [array(dt, 2), array(b8, 1), array(i32, 1), array(f32, 1), array(b8, 1),
-                                    array(i32, 1), array(f32, 1), scalar(f32), V, t["BLOCK_M"], t["BLOCK_V"],
-                                    with_state, GATHER])
-           for dt in (f32, torch.bfloat16) for with_state in (True, False)]
-    out.append((state_select_kernel, [array(f32, 2), array(f32, 2), array(b8, 1), array(f32, 2),
-                                      t["BLOCK_S"], t["BLOCK_D"]]))
-    return out
+    return [(halting_update_kernel, [array(dt, 2), array(f32, 2), array(f32, 2), array(b8, 1), array(i32, 1),
+                                     array(f32, 1), array(f32, 2), array(b8, 1), array(i32, 1), array(f32, 1),
+                                     scalar(f32), V, t["BLOCK_M"], t["BLOCK_V"], t["BLOCK_D"], with_state, GATHER])
+            for dt in (f32, torch.bfloat16) for with_state in (True, False)]
 
 
 def halting_update_cutile(logits, new_state, state, active, steps, threshold):

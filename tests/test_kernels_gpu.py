@@ -67,3 +67,26 @@ def test_verifier_kernel_probes_on_gpu():
                  only=["padded_vocab_mask", "nan_guard", "tile_index_probe"])
     assert report.passed, [(s.id, s.message) for s in report.steps]
     assert all("cuTile on the GPU" in s.message for s in report.steps)
+
+
+def test_graphed_cutile_inference_matches_the_plain_call():
+    """The persistent path captured in a CUDA graph (looplm.graphs, the benchmark's `cutile`):
+    no host sync inside, and every replay computes on the input it is given."""
+    from looplm.config import Config, HaltingConfig
+    from looplm.data import make_batch, problems
+    from looplm.graphs import Graphed
+    from looplm.model import LoopLM
+    from looplm.tokens import ADDITION
+    torch.manual_seed(0)
+    model = LoopLM(Config().override(model={"n_embd": 128, "n_head": 4, "n_loops": 4}), ADDITION).cuda().eval()
+    idx = [make_batch(problems(37, 5, 5, seed=s), "reversed").idx.cuda() for s in range(2)]
+    for policy in (HaltingConfig(), HaltingConfig(mode="entropy", threshold=0.5)):
+        def run(x):
+            with torch.no_grad():
+                return model(x, halting=policy).logits
+        with torch.no_grad():
+            assert model(idx[0], halting=policy).halting.entropy.shape[0] == 0, "the persistent path did not run"
+        graphed = Graphed(run, idx[0])
+        for x in (idx[1], idx[0]):
+            got = graphed(x).clone()
+            assert torch.equal(got, run(x)), policy.mode

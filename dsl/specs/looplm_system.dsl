@@ -109,7 +109,7 @@ system LoopLM {
     reference: halting_update_reference
     description: "entropy of each row's softmax over the real vocabulary; update active mask, step counters and state"
     dtype: float32
-    tiles: {BLOCK_M: 256, BLOCK_S: 32, MAX_BLOCK_D: 128}
+    tiles: {BLOCK_M: 64, MAX_BLOCK_D: 128}
     padding: neg_inf
     reduction: entropy
     mask_columns_by: V
@@ -147,7 +147,7 @@ system LoopLM {
     reference: looped_block_reference
     description: "persistent: all L loops of the shared block for a group of short sequences in one launch"
     dtype: bfloat16
-    tiles: {ROWS: 64, CHUNK: 32}
+    tiles: {ROWS: 64, CHUNK: 64}
     padding: neg_inf
     reduction: loop
     index_units: tiles
