@@ -12,7 +12,7 @@ short sequences, with halting inside the kernel.
     logits (B, T, V)  fp32   the head's output on the final state
     steps  (B, T)     int32  loops each token ran
 
-One CTA holds the state of a group of whole sequences packed into ROWS = 64 token rows (T <= 64,
+One CTA holds the state of a group of whole sequences packed into R = 64 or 128 token rows (T <= 64,
 D a power of two <= 128) for all L loops; every loop reads the weights again, from L2 (all CTAs read the same ones),
 instead of launching ~10 kernels per loop. Matrix products run in bf16 with fp32
 accumulation (fp32 weights: fp32 products); layer norms, softmax and the state stay fp32. Shapes outside `supported` fall
@@ -33,8 +33,10 @@ ConstBool = ct.Constant[bool]
 ConstFloat = ct.Constant[float]
 INF = math.inf
 MAX_T, MAX_D = 64, 128   # one block holds a (ROWS, D) state: D=256 spills (9 MB cubin, 80 s compile)
-ROWS = 64      # packed token rows per block (H100, D=128, T=39: 64 rows 13.4 ms, 128 rows 25.5 ms: spills)
-CHUNK = 64     # MLP hidden columns per step (H100 kernel alone, L=12, 8 worker warps: 32 -> 2.62 ms, 64 -> 2.11)
+# packed token rows per block: ROWS, or MAX_ROWS where that wastes fewer rows (T=39: 3 sequences in
+# 128 rows fill 91%, 1 in 64 fills 61%; H100, L=32: 4.9 ms vs 5.8 ms although 128 rows spill some)
+ROWS, MAX_ROWS = 64, 128
+CHUNK = 128    # MLP hidden columns per step (H100, graphed path, L=32, 64 rows: 32 -> 6.7 ms, 64 -> 5.8, 128 -> 5.3)
 # 8 worker warps (the default is 4): 168 registers and no stack instead of 744 spilled bytes per thread;
 # H100 kernel alone at L=12 (chunk 64): 2.11 ms vs 2.79 ms with the default
 WORKER_WARPS = 8
@@ -158,14 +160,21 @@ def looped_block_kernel(X0, MASK, REAL, THR, LN1W, LN1B, WQKV, WPROJ, LN2W, LN2B
 
 
 def tiles_for(B: int = 1, T: int = 1, D: int = 64, H: int = 4, V: int = 14) -> dict[str, int]:
-    """R = ROWS rows per block hold floor(R / T) whole sequences (3 of 20 tokens in 64)."""
-    return {"R": ROWS, "D": D, "HD": D // H, "VP": max(16, next_pow2(V)), "CHUNK": CHUNK}
+    """R rows per block hold floor(R / T) whole sequences (3 of 20 tokens in 64); the MLP's 4D
+    hidden columns go CHUNK at a time."""
+    return {"R": rows_for(T), "D": D, "HD": D // H, "VP": max(16, next_pow2(V)), "CHUNK": min(CHUNK, 4 * D)}
+
+
+def rows_for(T: int) -> int:
+    """ROWS, or MAX_ROWS if whole T-token sequences fill a larger share of it."""
+    fill = lambda R: (R // T) * T / R  # noqa: E731
+    return MAX_ROWS if fill(MAX_ROWS) > fill(ROWS) else ROWS
 
 
 def supported(B: int, T: int, D: int, H: int, V: int) -> bool:
     """The shapes one block can hold: declared in the spec (kernel looped_block, limits)."""
     hd = D // H
-    return T <= MAX_T and D <= MAX_D and D == next_pow2(D) and 4 * D % CHUNK == 0 and hd == next_pow2(hd) and hd >= 16
+    return T <= MAX_T and D <= MAX_D and D == next_pow2(D) and hd == next_pow2(hd) and hd >= 16
 
 
 def to_groups(a: torch.Tensor, S: int, G: int, R: int, fill) -> torch.Tensor:
@@ -218,7 +227,7 @@ def packed_attention_mask(sig, pos, seq, plen, bias=None, *, window=None, clip: 
 def looped_block_cutile(x0, sig, plen, nreal, thr, w: Weights, *, loops: int, halting: bool, min_loops: int = 1,
                         window=None, clip: int = 3, use_bias: bool = False, prefix: bool = False,
                         reinject: bool = True, step_emb: bool = False, out=None, rows: int | None = None,
-                        chunk: int = CHUNK):
+                        chunk: int | None = None):
     """Host wrapper (same signature as the reference); emulated when the tensors are on the CPU.
     Packs whole sequences into groups of R rows, launches one block per group, unpacks.
     `out=(logits, steps)` lets a test pass NaN-poisoned buffers; `rows` overrides R and `chunk`
@@ -228,7 +237,7 @@ def looped_block_cutile(x0, sig, plen, nreal, thr, w: Weights, *, loops: int, ha
     if not supported(B, T, D, H, V):
         raise ValueError(f"looped_block supports T <= {MAX_T} and power-of-two D <= {MAX_D}; got T={T}, D={D}")
     t = tiles_for(B, T, D, H, V)
-    R = rows or t["R"]
+    R, chunk = rows or t["R"], chunk or t["CHUNK"]
     S, G = max(1, R // T), -(-B // max(1, R // T))
     grp = lambda a, fill: to_groups(a, S, G, R, fill)  # noqa: E731
     pos = torch.arange(T, device=x0.device, dtype=torch.int32).expand(B, T)
@@ -304,5 +313,5 @@ def aot_signatures(B: int, T: int, D: int, H: int, V: int):
             array(bf, 2), array(f32, 1), array(bf, 2), array(f32, 1), array(f32, 1), array(f32, 1),
             array(bf, 2), array(bf, 2), array(f32, 3), array(i32, 2),
             scalar(f32), scalar(f32), scalar(i32), scalar(i32), scalar(i32), scalar(i32),
-            t["R"], D, D // H, t["VP"], V, 1, CHUNK, True, False, halting]))
+            t["R"], D, D // H, t["VP"], V, 1, t["CHUNK"], True, False, halting]))
     return out

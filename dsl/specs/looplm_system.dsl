@@ -147,7 +147,7 @@ system LoopLM {
     reference: looped_block_reference
     description: "persistent: all L loops of the shared block for a group of short sequences in one launch"
     dtype: bfloat16
-    tiles: {ROWS: 64, CHUNK: 64}
+    tiles: {ROWS: 64, MAX_ROWS: 128, CHUNK: 128}
     padding: neg_inf
     reduction: loop
     index_units: tiles
