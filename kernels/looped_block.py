@@ -33,12 +33,13 @@ ConstBool = ct.Constant[bool]
 ConstFloat = ct.Constant[float]
 INF = math.inf
 MAX_T, MAX_D = 64, 128   # one block holds a (ROWS, D) state: D=256 spills (9 MB cubin, 80 s compile)
-# packed token rows per block: ROWS, or MAX_ROWS where that wastes fewer rows (T=39: 3 sequences in
-# 128 rows fill 91%, 1 in 64 fills 61%; H100, L=32: 4.9 ms vs 5.8 ms although 128 rows spill some)
+# Tunings measured on the H100 (bench/results/kernels-h100.json, L=32, no halting, graphed path):
+# packed token rows per block: ROWS, or MAX_ROWS where that wastes fewer rows (T=39: 3 sequences
+# fill 91% of 128 rows, 1 fills 61% of 64): 4.8 ms vs 5.4 although 128 rows spill some
 ROWS, MAX_ROWS = 64, 128
-CHUNK = 128    # MLP hidden columns per step (H100, graphed path, L=32, 64 rows: 32 -> 6.7 ms, 64 -> 5.8, 128 -> 5.3)
-# 8 worker warps (the default is 4): 168 registers and no stack instead of 744 spilled bytes per thread;
-# H100 kernel alone at L=12 (chunk 64): 2.11 ms vs 2.79 ms with the default
+CHUNK = 128    # MLP hidden columns per step: 32 -> 5.0 ms, 64 -> 5.0, 128 -> 4.8
+# worker warps: cuTile's default 4 gives 128 rows 2.3 KB of spilled stack per thread and takes
+# 16.5 ms; 8 cut it to 0.8 KB (64 rows: none)
 WORKER_WARPS = 8
 
 
