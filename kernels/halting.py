@@ -30,11 +30,12 @@ from .tile import ct, next_pow2, tile_kernel
 ConstInt = ct.Constant[int]
 ConstBool = ct.Constant[bool]
 INF = math.inf
-BLOCK_M = 64      # tokens per block (H100, V=14, D=128: 64 -> 0.60 ms, 128 -> 0.62, 32 -> 0.61 with OCCUPANCY 4)
+BLOCK_M = 64      # tokens per block (H100, 1M tokens, V=14, D=128: 32 -> 0.65 ms, 64 -> 0.63, 128 -> 1.01)
 MAX_BLOCK_D = 128  # state columns per tile; wider states loop over column tiles
-# Blocks per SM the compiler plans for. Without it the compiler gave every thread 255 registers, one
-# block ran per SM and the update reached 66% of copy bandwidth; with 4 it is 64 registers and 96%
-# (python -m bench.kernels_gpu, halting.sweep).
+# Blocks per SM the compiler plans for. Without it the compiler gives every thread 255 registers,
+# one block runs per SM and the update takes 1.02 ms (56% of copy bandwidth); with 4 it is 64
+# registers and 0.63 ms (91%); 2 -> 0.74 ms, 8 -> 1.02 (python -m bench.kernels_gpu, halting.sweep).
+# 128-token blocks do not fit 64 registers, so the compiler falls back to 255 (hence 1.01 ms).
 OCCUPANCY = 4
 GATHER = True     # load logits with a gather (rows of V floats are rarely 16-byte aligned)
 MAX_ENTROPY_TILE = 4096  # elements of one entropy tile (BLOCK_M x BLOCK_V)

@@ -1,9 +1,10 @@
 """Replay a fixed-shape GPU call as one CUDA graph.
 
 For inference paths whose time goes to launching kernels rather than running them: the cuTile
-looped path runs ~80 small host-side ops (embedding, packing, mask, weight casts) around its one
-persistent kernel, and at batch 1024 those launches cost the CPU about as long as the kernel
-runs on the GPU. A graph replays them all with one launch.
+looped path runs dozens of small host-side ops (embedding, packing, mask, weight casts) around
+its one persistent kernel; on the H100 at batch 1024 and L=12 the plain call takes 3.9 ms and
+the graph replay 2.3 ms (bench/results/kernels-h100.json). A graph replays them all with one
+launch.
 
     run = Graphed(lambda idx: model(idx, loops=12).logits, example_idx)
     logits = run(idx)        # idx must have example_idx's shape, dtype and device
