@@ -64,7 +64,6 @@ def halting_bandwidth(M: int = 1 << 20, V: int = 14, D: int = 128, parts: bool =
     """The halting update on M tokens; `tiles` (block_m, block_d, gather, occupancy) override the
     module's defaults. `parts`: also time the entropy alone (the update without the state)."""
     from kernels import halting as K
-    from kernels.tile import TileKernel
     g = torch.Generator(device="cuda").manual_seed(0)
     sets = []
     for _ in range(3):
@@ -73,10 +72,7 @@ def halting_bandwidth(M: int = 1 << 20, V: int = 14, D: int = 128, parts: bool =
                      torch.randint(0, 9, (M,), device="cuda", dtype=torch.int32, generator=g),
                      torch.rand(M, device="cuda", generator=g)))
     occupancy = tiles.pop("occupancy", K.OCCUPANCY)
-    kernel = K.halting_update_kernel
-    if occupancy != K.OCCUPANCY:
-        kernel = TileKernel(kernel.body, **({"occupancy": occupancy} if occupancy else {}))
-    run = functools.partial(K._launch, kernel=kernel, **tiles)
+    run = functools.partial(K._launch, kernel=K.halting_update_kernel.variant(occupancy=occupancy), **tiles)
     (state, active, steps), entropy = run(*sets[0], True)
     want = K.halting_update_reference(*sets[0])
     err = max(float((a.float() - b.float()).abs().max()) for a, b in zip((state, active, steps, entropy), want))
@@ -119,7 +115,6 @@ def looped_inference(model, loops_list: list[int], batch: int, digits: int, on_r
     and the persistent cuTile path replayed as a CUDA graph (`cutile`) and called plainly
     (`cutile_plain`); then the cuTile tunings of LOOPED_SWEEP (graphed)."""
     from kernels import looped_block as LB
-    from kernels.tile import TileKernel
     from looplm.config import HaltingConfig
     from looplm.data import make_batch, problems
     from looplm.graphs import Graphed
@@ -160,12 +155,11 @@ def looped_inference(model, loops_list: list[int], batch: int, digits: int, on_r
             try:
                 for name, tiles in LOOPED_SWEEP.items():
                     tiles = dict(tiles)
-                    if "num_worker_warps" in tiles:    # another compilation of the same kernel body
-                        warps = tiles.pop("num_worker_warps")
-                        LB.looped_block_kernel = TileKernel(kernel.body, **({"num_worker_warps": warps} if warps else {}))
+                    # another compilation of the same kernel body where the sweep changes its warps
+                    LB.looped_block_kernel = kernel.variant(num_worker_warps=tiles.pop("num_worker_warps",
+                                                                                       LB.WORKER_WARPS))
                     LB.looped_block_cutile = functools.partial(wrapper, **tiles)
                     ms[f"cutile_{name}"] = median_ms(Graphed(logits, batches[0]), batches)
-                    LB.looped_block_cutile, LB.looped_block_kernel = wrapper, kernel
             finally:
                 LB.looped_block_cutile, LB.looped_block_kernel = wrapper, kernel
             best_other = min(ms["compile"], ms["graphs"])

@@ -39,6 +39,12 @@ class TileKernel:
         self.body, self.options = body, options
         functools.update_wrapper(self, body)
 
+    def variant(self, **options: Any) -> "TileKernel":
+        """The same body compiled with `options` changed (None drops one: the compiler's own
+        choice); self when nothing changes, so an unchanged variant is not compiled again."""
+        merged = {k: v for k, v in {**self.options, **options}.items() if v is not None}
+        return self if merged == self.options else TileKernel(self.body, **merged)
+
     @functools.cached_property
     def cutile(self):
         if not HAVE_CUTILE:

@@ -80,6 +80,15 @@ def test_looped_block_kernel_matches_reference(c):
     assert_close("looped_block", got[real], want[real], torch.float32, **c)
 
 
+def test_kernel_variant_changes_only_the_options():
+    from kernels.tile import TileKernel
+    base = TileKernel(K.halting_update_kernel.body, occupancy=4)
+    assert base.variant(occupancy=4) is base                          # unchanged: not compiled again
+    assert base.variant(occupancy=None).options == {}                 # None: the compiler's own choice
+    other = base.variant(occupancy=2, num_worker_warps=8)
+    assert other.body is base.body and other.options == {"occupancy": 2, "num_worker_warps": 8}
+
+
 def test_emulator_enforces_cutile_rules():
     with pytest.raises(emulator.TileTypeError, match="not a power of two"):
         emulator.load(torch.zeros(10, 14), (0, 0), (4, 14))
