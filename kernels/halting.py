@@ -123,14 +123,14 @@ def _launch(logits, new_state, state, active, steps, threshold, with_state: bool
         outs = out[0] if out else (torch.empty_like(state), torch.empty_like(active), torch.empty_like(steps))
         ins = (new_state.contiguous(), state.contiguous(), active.contiguous(), steps.contiguous(),
                threshold.float().contiguous())
-    else:  # entropy only: the state arguments are never read
+        writes = outs
+    else:  # entropy only: the state arguments are neither read nor written
         outs = None
-        flag, count = torch.zeros(1, dtype=torch.bool, device=dev), torch.zeros(1, dtype=torch.int32, device=dev)
-        one = torch.zeros(1, 1, device=dev)
-        ins = (one, one, flag, count, torch.zeros(1, device=dev))
-    outs_or_dummies = outs if outs else (ins[0], ins[2], ins[3])
+        state1, flag, count = (torch.zeros(1, 1, device=dev), torch.zeros(1, dtype=torch.bool, device=dev),
+                               torch.zeros(1, dtype=torch.int32, device=dev))
+        ins, writes = (state1, state1, flag, count, torch.zeros(1, device=dev)), (state1, flag, count)
     (kernel or halting_update_kernel).launch((-(-M // t["BLOCK_M"]),), (
-        logits.contiguous(), *ins, *outs_or_dummies, entropy, math.log(V), V, t["BLOCK_M"], t["BLOCK_V"],
+        logits.contiguous(), *ins, *writes, entropy, math.log(V), V, t["BLOCK_M"], t["BLOCK_V"],
         t["BLOCK_D"], with_state, gather))
     return outs, entropy
 

@@ -239,7 +239,8 @@ def looped_block_cutile(x0, sig, plen, nreal, thr, w: Weights, *, loops: int, ha
         raise ValueError(f"looped_block supports T <= {MAX_T} and power-of-two D <= {MAX_D}; got T={T}, D={D}")
     t = tiles_for(B, T, D, H, V)
     R, chunk = rows or t["R"], chunk or t["CHUNK"]
-    S, G = max(1, R // T), -(-B // max(1, R // T))
+    S = max(1, R // T)                   # whole sequences per group
+    G = -(-B // S)
     grp = lambda a, fill: to_groups(a, S, G, R, fill)  # noqa: E731
     pos = torch.arange(T, device=x0.device, dtype=torch.int32).expand(B, T)
     seq = torch.arange(B, device=x0.device, dtype=torch.int32)[:, None].expand(B, T) % S   # slot within its group
@@ -247,7 +248,7 @@ def looped_block_cutile(x0, sig, plen, nreal, thr, w: Weights, *, loops: int, ha
                                  w.bias if use_bias else None, window=window, clip=clip, prefix=prefix)
     logits = torch.empty(G, R, t["VP"], device=x0.device, dtype=torch.float32)
     steps = torch.empty(G, R, device=x0.device, dtype=torch.int32)
-    real = torch.arange(T, device=x0.device)[None, :] < nreal[:, None]
+    real = pos < nreal[:, None]
     looped_block_kernel.launch((G,), (
         grp(x0.float(), 0.0), mask, grp(real.int(), 0), grp(thr.float(), 0.0),
         *(x.contiguous() for x in w[:13]), w.step.contiguous(), logits, steps,
