@@ -2,7 +2,7 @@
 stores/loads, tensor-core instructions — read from the cubin with cuobjdump.
 
     pip install nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm    # once: the disassembler, from PyPI
-    python -m bench.kernels_sass [--root CHECKOUT] [--shape-index 1]
+    python -m bench.kernels_sass [--root CHECKOUT] [--shape-index 1] [--option num_worker_warps=4]
 
 Compiles ahead of time (no GPU needed) with the parameter assumptions a JIT launch with fresh
 torch tensors gets (16-byte aligned base, unit last stride, row strides divisible by 16
@@ -80,8 +80,12 @@ def main() -> None:
     ap.add_argument("--root", type=Path, help="a checkout whose kernels to read (default: this one)")
     ap.add_argument("--shape-index", type=int, default=-1, help="which declared shape of each kernel (default: last)")
     ap.add_argument("--arch", default="sm_90")
+    ap.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                    help="compile every kernel with this cuTile option changed, e.g. num_worker_warps=4 "
+                         "('none': the compiler's own choice)")
     ap.add_argument("--out", type=Path, default=RESULTS / "kernels-sass.json")
     args = ap.parse_args()
+    options = {k: None if v.lower() == "none" else int(v) for k, v in (o.split("=", 1) for o in args.option)}
     tool = cuobjdump()
     # an empty cuTile cache, so compile_seconds are cold compiles (a warm cache answers in 0.02 s)
     os.environ["CUDA_TILE_CACHE_DIR"] = tempfile.mkdtemp(prefix="cutile-cache-")
@@ -96,6 +100,7 @@ def main() -> None:
     for k in spec.system.kernels:
         shape = k.shapes[args.shape_index]
         for kernel, params in module_of(k).aot_signatures(**shape):
+            kernel = kernel.variant(**options)
             t0 = time.perf_counter()
             cubin = kernel.export(jit_like(params), args.arch, cache=False)
             row = {"kernel": kernel.body.__name__, "spec_kernel": k.name, "shape": shape,
@@ -108,7 +113,8 @@ def main() -> None:
           ["kernel", "constants", "registers", "stack B", "shared B", "spill st", "spill ld", "wgmma", "instr"],
           [[r["kernel"], str(r["constants"]), r["registers"], r["stack_bytes"], r["shared_bytes"], r["spill_stores"],
             r["spill_loads"], r["wgmma"], r["instructions"]] for r in rows])
-    print(f"wrote {record('kernels-sass', {'arch': args.arch, 'root': str(args.root or '.'), 'kernels': rows}, out=args.out)}")
+    meta = {"arch": args.arch, "root": str(args.root or "."), "options": options}
+    print(f"wrote {record('kernels-sass', {**meta, 'kernels': rows}, out=args.out)}")
 
 
 if __name__ == "__main__":

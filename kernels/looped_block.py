@@ -38,8 +38,8 @@ MAX_T, MAX_D = 64, 128   # one block holds a (ROWS, D) state: D=256 spills (9 MB
 # fill 91% of 128 rows, 1 fills 61% of 64): 4.8 ms vs 5.4 although 128 rows spill some
 ROWS, MAX_ROWS = 64, 128
 CHUNK = 128    # MLP hidden columns per step: 32 -> 5.0 ms, 64 -> 5.0, 128 -> 4.8
-# worker warps: cuTile's default 4 gives 128 rows 2.3 KB of spilled stack per thread and takes
-# 16.5 ms; 8 cut it to 0.8 KB (64 rows: none)
+# worker warps: cuTile's default 4 gives the 128-row kernel 2.6 KB of spilled stack per thread and
+# takes 16.5 ms; 8 cut it to 0.8 KB (python -m bench.kernels_sass [--option num_worker_warps=4])
 WORKER_WARPS = 8
 
 
