@@ -29,7 +29,9 @@ def loads(text: str | bytes, *, file: str | None = None) -> Spec:
         text = _decode(text, file)
     text = text.removeprefix("\ufeff")
     try:
-        return parse(text)
+        spec = parse(text)
+        spec._text, spec._file = text, file
+        return spec
     except SpecError as e:
         raise e.locate(text, file) from None
     except RecursionError:

@@ -58,7 +58,7 @@ EXAMPLES: dict[str, tuple[str, list[str]]] = {
     ]),
     "missing_name": ("missing a name after the keyword (e.g. `step my_step { ... }`)", [
         'system S { protocol { step { check: c } } }',
-        'system S { kernel { file: "k.py" } }',
+        'system S { kernel { module: "k.py" } }',
         'system S { knowledge { fact { statement: "s" } } }',
         'system { }',
     ]),
@@ -73,7 +73,7 @@ EXAMPLES: dict[str, tuple[str, list[str]]] = {
 }
 
 SECTION_WORDS = ("objective", "architecture", "training", "data", "halting", "baseline", "kernel",
-                 "protocol", "knowledge", "tuning", "infrastructure", "future")
+                 "protocol", "knowledge", "infrastructure", "implementation")
 
 _WORDS = {"NAME": "a name", "STRING": 'a "string"', "NUMBER": "a number", "DATE": "a date",
           "GROUP": "architecture, training, data or halting", "$END": "end of file",

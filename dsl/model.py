@@ -7,15 +7,17 @@ another (a step needing an undefined step, a rule naming an unknown parameter) l
 from __future__ import annotations
 
 import datetime
+import re
 from typing import Annotated, Any, Iterator, Optional, Union
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Field, PrivateAttr, model_validator
 
-from .errors import did_you_mean
+from .errors import SpecError, did_you_mean
 from .values import (BoolOp, Choice, Compare, Dotted, Expr, Ident, Node, Not, Range, Ref, Seq,
                      Text, Value, is_ident)
 
 Scalar = Union[bool, int, float, str, datetime.date]
+_IMPLEMENTATION = re.compile(r"[^:\s]+:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 Count = Annotated[int, Field(ge=1)]
 
 
@@ -132,13 +134,12 @@ class ParamGroup(Node):
 
 
 class Baseline(Node):
-    """A comparison model: the same code with `layers` distinct blocks (GPT-L)."""
+    """A comparison model: the same code with `layers` distinct blocks (GPT-L). A step that
+    `uses` it (temporal parity) runs that many loops against the unrolled stack."""
 
     name: Ident
     description: Optional[Text] = None
     layers: Count
-    tied: bool = False
-    overrides: dict[str, Value] = {}
 
 
 def _pow2(n: int) -> bool:
@@ -146,10 +147,14 @@ def _pow2(n: int) -> bool:
 
 
 class Kernel(Node):
-    """A cuTile kernel and the invariants its launch must respect."""
+    """A kernel, its PyTorch reference, and the invariants its launch must respect.
+
+    `module` is an importable module ("kernels.halting") or a .py file relative to the spec;
+    `function` (the host wrapper) and `reference` name attributes of it with the same signature.
+    The verifier resolves them when it binds the spec, and runs one against the other."""
 
     name: Ident
-    file: Text
+    module: Text
     function: Optional[Ident] = None
     reference: Optional[Ident] = None
     description: Optional[Text] = None
@@ -187,7 +192,9 @@ class Kernel(Node):
 
 
 class Step(Node):
-    """One protocol step: run check `check` with `params`; fail -> `on_fail`."""
+    """One protocol step: run check `check` with `params`; fail -> `on_fail`. `expect` is shown
+    beside a failure; `uses` names the sections the step reads: a kernel check runs on the
+    kernels it uses (all declared kernels if it names none), temporal parity on its baseline."""
 
     name: Ident
     check: Dotted
@@ -201,7 +208,7 @@ class Step(Node):
     needs: Seq(Ident) = ()
     uses: Seq(Dotted) = ()
     bugs: Seq(Count) = ()
-    timeout: Seconds = 60
+    timeout: Seconds = 600                  # a hang guard, never a verdict: set it far above the step
 
 
 class Protocol(Node):
@@ -283,16 +290,10 @@ class Knowledge(Node):
         return self
 
 
-class Tuning(Node):
-    """The search space: a param name -> a list of values or a range."""
-
-    space: dict[str, Union[Range, list[Value]]] = {}
-
-
 class Infrastructure(Node):
+    """Where the system runs, in words (documentation: no check reads it)."""
+
     device: Optional[Text] = None
-    archs: Seq(Choice(*ARCHS)) = ()
-    dtype: Optional[Choice("float32", "bfloat16", "float16")] = None
     python: Optional[Text] = None
     cuda: Optional[Text] = None
     cutile: Optional[Text] = None
@@ -300,37 +301,15 @@ class Infrastructure(Node):
     notes: Optional[Text] = None
 
 
-class Idea(Node):
-    name: Ident
-    summary: Text
-    status: Choice("planned", "in_progress", "done", "dropped") = "planned"
-    depends: Seq(Ident) = ()
-
-
-class Future(Node):
-    ideas: Seq(Idea) = ()
-
-    @model_validator(mode="after")
-    def _deps(self) -> "Future":
-        _unique_names(self.ideas, "idea")
-        names = {i.name for i in self.ideas}
-        for idea in self.ideas:
-            for d in idea.depends:
-                if d not in names:
-                    raise idea.fail(f"idea '{idea.name}' depends on undefined idea '{d}'", "depends", d,
-                                    hint=did_you_mean(d, names))
-        return self
-
-
 PARAM_GROUPS = ("architecture", "halting", "training", "data")
-SECTIONS = ("objective",) + PARAM_GROUPS + ("baseline", "kernel", "protocol", "knowledge",
-                                            "tuning", "infrastructure", "future")
+SECTIONS = ("objective",) + PARAM_GROUPS + ("baseline", "kernel", "protocol", "knowledge", "infrastructure")
 
 
 class System(Node):
     """`system NAME { ... }`: every section is optional; cross-references are checked here."""
 
     name: Ident
+    implementation: Optional[Text] = None    # "module:attribute" or "file.py:attribute"
     objective: Optional[Objective] = None
     architecture: Optional[ParamGroup] = None
     training: Optional[ParamGroup] = None
@@ -340,9 +319,7 @@ class System(Node):
     kernels: Seq(Kernel) = ()
     protocol: Optional[Protocol] = None
     knowledge: Optional[Knowledge] = None
-    tuning: Optional[Tuning] = None
     infrastructure: Optional[Infrastructure] = None
-    future: Optional[Future] = None
 
     # -- lookups used by the verifier and the CLI
     @property
@@ -386,9 +363,9 @@ class System(Node):
         params = self._check_params()
         _unique_names(self.baselines, "baseline")
         _unique_names(self.kernels, "kernel")
-        for b in self.baselines:
-            for key in b.overrides:
-                _known(key, params, b, "overrides", "baseline override of unknown param")
+        if self.implementation is not None and not _IMPLEMENTATION.fullmatch(self.implementation):
+            raise self.fail(f"implementation {self.implementation!r} must look like 'package.module:factory' "
+                            f"or 'file.py:factory'", "implementation")
         targets = {f"kernel.{k.name}" for k in self.kernels} | {f"baseline.{b.name}" for b in self.baselines}
         targets |= {s for s in SECTIONS if s not in ("kernel", "baseline")}
         for step in self.steps:
@@ -404,17 +381,6 @@ class System(Node):
                 if s not in steps:
                     raise sym.fail(f"symptom '{sym.name}' names undefined step '{s}'", "steps", s,
                                    hint=did_you_mean(s, steps))
-        if self.tuning:
-            for key, values in self.tuning.space.items():
-                if key not in params:
-                    raise self.tuning.fail(f"tuning of unknown param '{key}'", key, on_key=True,
-                                           hint=did_you_mean(key, params))
-                p = params[key]
-                for v in values if isinstance(values, list) else (values.lo, values.hi):
-                    v = v.dotted if isinstance(v, Ref) else v
-                    if not p.allows(v):
-                        raise self.tuning.fail(f"tuning value {v!r} is not allowed for param '{key}'",
-                                               key, str(v))
         return self
 
     def _check_params(self) -> dict[str, Param]:
@@ -463,10 +429,24 @@ def _check_expr(expr: Any, params: dict[str, Param], rule: Rule) -> None:
 
 
 class Spec(Node):
-    """A whole spec file: optional front matter and one system."""
+    """A whole spec file: optional front matter and one system. It remembers the text and file
+    it was read from, so that code checking it later can point at a line (`where`)."""
 
     meta: Optional[Meta] = None
     system: System
+    _text: Optional[str] = PrivateAttr(None)
+    _file: Optional[str] = PrivateAttr(None)
+
+    def where(self, node: Node, key: Optional[str] = None) -> str:
+        """`FILE:LINE:COL` of a node of this spec (or of one of its keys)."""
+        if self._text is None:
+            return self._file or "<spec>"
+        line, col = node.locate(self._text, key)
+        return f"{self._file or '<spec>'}:{line}:{col}"
+
+    def error(self, err: "SpecError") -> "SpecError":
+        """A SpecError raised against this spec's nodes, located in its text."""
+        return err.locate(self._text or "", self._file)
 
     def walk(self) -> Iterator[Node]:
         """Every structural node, depth first (used to attach comments)."""

@@ -176,7 +176,6 @@ class ToSpec(Transformer):
     fact = _named("facts", m.Fact, "fact")
     rule = _named("rules", m.Rule, "rule")
     symptom = _named("symptoms", m.Symptom, "symptom")
-    idea = _named("idea", m.Idea, "idea")
 
     @v_args(meta=True)
     def protocol(self, meta, steps):
@@ -190,28 +189,25 @@ class ToSpec(Transformer):
         return "knowledge", self._block(m.Knowledge, meta, **groups)
 
     @v_args(meta=True)
-    def tuning(self, meta, children):
-        entries = children[0]
-        self._no_duplicates(entries, "tuning")
-        keys = {e.key: (e.start, e.value_start, e.end) for e in entries}
-        node = self._make(m.Tuning, meta, {"space": {e.key: e.value for e in entries}}, "tuning", keys)
-        self._braces(node, meta)
-        return "tuning", node
-
-    @v_args(meta=True)
     def infrastructure(self, meta, children):
         return "infrastructure", self._build(m.Infrastructure, meta, children[0], "infrastructure")
 
     @v_args(meta=True)
-    def future(self, meta, ideas):
-        return "future", self._block(m.Future, meta, ideas=[i for _, i in ideas])
+    def implementation(self, meta, children):
+        tok = children[0]
+        return "implementation", (_string(tok), (meta.start_pos, tok.start_pos, tok.end_pos))
 
     @v_args(meta=True)
     def system(self, meta, children):
         name, sections = str(children[0]), children[1:]
         data: dict[str, Any] = {"name": name, "baselines": [], "kernels": []}
+        keys: dict[str, tuple[int, int, int]] = {}
         for field, node in sections:
-            if field in ("baselines", "kernels"):
+            if field == "implementation":
+                if field in data:
+                    raise self._error("duplicate 'implementation' (a system has one)", node[1][0])
+                data[field], keys[field] = node
+            elif field in ("baselines", "kernels"):
                 data[field].append(node)
             elif field in data:
                 first = data[field]._start
@@ -219,7 +215,9 @@ class ToSpec(Transformer):
                                 f"{self.text.count(chr(10), 0, first) + 1})")
             else:
                 data[field] = node
-        return self._block(m.System, meta, **data)
+        node = self._make(m.System, meta, data, "system", keys)
+        self._braces(node, meta)
+        return node
 
     @v_args(meta=True)
     def start(self, meta, children):

@@ -79,6 +79,8 @@ class _Writer:
 
 def _system(out: _Writer, s: m.System) -> None:
     sections: list = []
+    if s.implementation is not None:
+        sections.append(lambda d: out.item(s, "implementation", d, f"implementation: {value_text(s.implementation)}"))
     if s.objective:
         sections.append(lambda d: out.block(s.objective, "objective {", "}", d,
                                             lambda: out.entries(s.objective, d)))
@@ -99,16 +101,9 @@ def _system(out: _Writer, s: m.System) -> None:
         sections.append(lambda d: out.block(kb, "knowledge {", "}", d, lambda: (
             _children(out, "fact", kb.facts, d + 1), _children(out, "rule", kb.rules, d + 1),
             _children(out, "symptom", kb.symptoms, d + 1))))
-    if s.tuning:
-        t = s.tuning
-        sections.append(lambda d: out.block(t, "tuning {", "}", d, lambda: [
-            out.entry(t, k, v, d + 1, False) for k, v in t.space.items()]))
     if s.infrastructure:
         sections.append(lambda d: out.block(s.infrastructure, "infrastructure {", "}", d,
                                             lambda: out.entries(s.infrastructure, d)))
-    if s.future:
-        sections.append(lambda d: out.block(s.future, "future {", "}", d,
-                                            lambda: _children(out, "idea", s.future.ideas, d + 1)))
 
     def body() -> None:
         for i, emit in enumerate(sections):

@@ -10,7 +10,7 @@ from .printer import dumps
 
 _STYLES = [
     (re.compile(r"\b(system|objective|architecture|training|data|halting|param|baseline|kernel"
-                r"|protocol|step|knowledge|fact|rule|symptom|tuning|infrastructure|future|idea)\b"),
+                r"|protocol|step|knowledge|fact|rule|symptom|infrastructure|implementation)\b"),
      "bold magenta"),
     (re.compile(r"(?<![\w.])-?\d+(\.\d+)?([eE][-+]?\d+)?\b"), "cyan"),
     (re.compile(r"\"([^\"\\\n]|\\.)*\""), "green"),

@@ -82,6 +82,11 @@ def loop_attention_kernel(Q, K, V, SIG, PLEN, BIAS, OUT, scale: float,
     ct.store(OUT, index=(b, h, bm, 0), tile=ct.reshape(ct.astype(out, OUT.dtype), (1, 1, BLOCK_M, HD)))
 
 
+def supported(HD: int) -> bool:
+    """Head sizes the kernel takes: a power of two that one tile row holds."""
+    return HD == next_pow2(HD) and 16 <= HD <= 128
+
+
 def tiles_for(B: int = 1, H: int = 1, T: int = 1, D: int = 16) -> dict[str, int]:
     """Query and key tiles: powers of two covering T (at least 16, at most 64); HD = D."""
     t = max(MIN_TILE, min(MAX_TILE, next_pow2(T)))
@@ -92,8 +97,8 @@ def loop_attention_cutile(q, k, v, sig, plen, bias=None, *, window=None, clip=3,
     """Host wrapper (same signature as the reference); emulated when the tensors are on the CPU.
     `out` lets a test pass a NaN-poisoned buffer."""
     B, H, T, HD = q.shape
-    if HD != next_pow2(HD):
-        raise ValueError(f"head size {HD} is not a power of two")
+    if not supported(HD):
+        raise ValueError(f"head size {HD} is not a power of two in 16..128")
     t = tiles_for(B, H, T, HD)
     out = torch.empty_like(q) if out is None else out
     table = bias.float().contiguous() if bias is not None else torch.zeros(H, 1, device=q.device)
@@ -124,10 +129,15 @@ def attention_mask(sig, plen, window=None, prefix=False, pos=None):
     return ok[:, None]
 
 
-def bias_matrix(sig, bias, clip):
-    """(B, H, T, T) float: bias[h, bucket(sig_q - sig_k)], the last bucket for non-digit keys."""
+def bias_bucket(sig, clip):
+    """(B, T, T) bucket of each (query, key) pair: 0..2*clip by the clipped significance
+    difference for a digit key, 2*clip+1 for a key that is not a digit."""
     d = (sig[:, :, None] - sig[:, None, :]).clamp(-clip, clip) + clip
-    bucket = torch.where(sig[:, None, :] >= 0, d, torch.full_like(d, 2 * clip + 1))
+    return torch.where(sig[:, None, :] >= 0, d, torch.full_like(d, 2 * clip + 1))
+
+
+def bias_matrix(bias, bucket):
+    """(B, H, T, T) float: bias[h, bucket] for a (H, 2*clip+2) table and a `bias_bucket`."""
     return bias[:, bucket].permute(1, 0, 2, 3)
 
 
@@ -136,7 +146,7 @@ def loop_attention_reference(q, k, v, sig, plen, bias=None, *, window=None, clip
     allowed = attention_mask(sig.long(), plen.long(), window, prefix)
     if bias is None:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
-    mask = bias_matrix(sig.long(), bias.float(), clip).masked_fill(~allowed, -INF).to(q.dtype)
+    mask = bias_matrix(bias.float(), bias_bucket(sig.long(), clip)).masked_fill(~allowed, -INF).to(q.dtype)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
 

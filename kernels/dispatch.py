@@ -1,17 +1,32 @@
-"""Pick the cuTile kernel or its PyTorch reference for each op.
+"""Pick the cuTile kernel or its PyTorch reference for each op. Tensors in, tensors out.
 
-cuTile is used when `cuda.tile` imports, the tensors are on a CUDA device, and the shape is one
-the kernel supports; otherwise the reference runs. `LOOPLM_KERNELS=reference|cutile` forces one
-(`cutile` raises if it cannot run, rather than silently falling back).
+Backends:
+    reference  the PyTorch reference of each op
+    cutile     the kernel, through cuTile on the GPU (CUDA tensors; raises anywhere else)
+    emulator   the same kernel source run block by block by the CPU emulator (CPU tensors):
+               slow, for checking a kernel's logic where there is no GPU; never a GPU result
+    auto       cutile where cuda.tile imports and the tensors are on a GPU, else reference
+
+The backend is chosen explicitly: `with dispatch.use("reference"): ...` (a context variable,
+so it is restored on exit and other threads keep their own), else `LOOPLM_KERNELS` for a whole
+process, else auto. A forced backend that cannot run raises rather than falling back.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import os
+from typing import Iterator, Optional
 
 import torch
 
-from . import attention, halting, looped_block
+from . import attention, halting
+from . import looped_block as _looped
+from .looped_block import Weights
+
+BACKENDS = ("auto", "reference", "cutile", "emulator")
+_chosen: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar("looplm_kernels", default=None)
 
 
 @functools.cache
@@ -23,67 +38,80 @@ def cutile_available() -> bool:
     return torch.cuda.is_available()
 
 
+def _checked(name: str, where: str) -> str:
+    name = name.strip().lower()
+    if name not in BACKENDS:
+        raise ValueError(f"{where}: kernel backend must be one of {', '.join(BACKENDS)}, not {name!r}")
+    return name
+
+
+@contextlib.contextmanager
+def use(name: str) -> Iterator[None]:
+    """Run the block with kernel backend `name` (one of BACKENDS)."""
+    token = _chosen.set(_checked(name, "dispatch.use"))
+    try:
+        yield
+    finally:
+        _chosen.reset(token)
+
+
+def requested() -> str:
+    """The backend asked for: use(...), else LOOPLM_KERNELS, else auto."""
+    chosen = _chosen.get()
+    if chosen is not None:
+        return chosen
+    env = os.environ.get("LOOPLM_KERNELS", "")
+    return _checked(env, "LOOPLM_KERNELS") if env.strip() else "auto"
+
+
 @torch.compiler.disable
 def backend(t: torch.Tensor) -> str:
-    """'cutile' or 'reference' for an op on tensor t."""
-    forced = os.environ.get("LOOPLM_KERNELS", "").strip().lower()
-    if forced == "reference":
+    """'cutile', 'emulator' or 'reference' for an op on tensor t (see the module docstring)."""
+    asked = requested()
+    if asked == "reference":
         return "reference"
-    ok = t.is_cuda and cutile_available()
-    if forced == "cutile":
-        if not ok:
-            raise RuntimeError("LOOPLM_KERNELS=cutile, but cuda.tile or a CUDA tensor is missing")
-        return "cutile"
-    if forced:
-        raise ValueError(f"LOOPLM_KERNELS must be 'reference' or 'cutile', not {forced!r}")
-    return "cutile" if ok else "reference"
+    gpu = t.is_cuda and cutile_available()
+    if asked == "cutile" and not gpu:
+        raise RuntimeError("kernel backend 'cutile' asked for, but cuda.tile or a CUDA tensor is missing "
+                           "(use 'emulator' to run the kernel source on the CPU)")
+    if asked == "emulator" and t.is_cuda:
+        raise RuntimeError("kernel backend 'emulator' runs on CPU tensors; these are on the GPU")
+    if asked == "auto":
+        return "cutile" if gpu else "reference"
+    return asked
 
 
 # The model asks `backend` once per forward, outside its loop, and passes the answer down: a
 # decision made inside the loop would put an environment read (and a graph break under
-# torch.compile) into every loop.
+# torch.compile) into every loop. `kernel` below means: 'cutile' or 'emulator'.
 
-def entropy(logits: torch.Tensor, on_cutile: bool) -> torch.Tensor:
-    if on_cutile and halting.supported(logits.shape[-1]):
+def _kernel(name: str) -> bool:
+    return name != "reference"
+
+
+def entropy(logits: torch.Tensor, name: str) -> torch.Tensor:
+    if _kernel(name) and halting.supported(logits.shape[-1]):
         return halting.entropy_cutile(logits)
     return halting.entropy_reference(logits)
 
 
-def halting_update(logits, new_state, state, active, steps, threshold, on_cutile: bool):
-    if on_cutile and halting.supported(logits.shape[-1]):
+def halting_update(logits, new_state, state, active, steps, threshold, name: str):
+    if _kernel(name) and halting.supported(logits.shape[-1]):
         return halting.halting_update_cutile(logits, new_state, state, active, steps, threshold)
     return halting.halting_update_reference(logits, new_state, state, active, steps, threshold)
 
 
-def loop_attention(q, k, v, sig, plen, bias, *, window, clip, prefix):
-    return attention.loop_attention_cutile(q, k, v, sig, plen, bias, window=window, clip=clip, prefix=prefix)
+def loop_attention(q, k, v, sig, plen, bias, *, window, clip, prefix, name: str):
+    if _kernel(name) and attention.supported(q.shape[-1]):
+        return attention.loop_attention_cutile(q, k, v, sig, plen, bias, window=window, clip=clip, prefix=prefix)
+    return attention.loop_attention_reference(q, k, v, sig, plen, bias, window=window, clip=clip, prefix=prefix)
 
 
-def looped_inference(model, idx: torch.Tensor, loops: int, policy):
-    """All loops in one persistent cuTile launch, if this model, shape and policy allow it;
-    else None (the caller runs the per-loop path). Call only when `backend` said cutile.
-    Returns (logits, steps, Halting)."""
-    m = model.config.model
-    B, T = idx.shape
-    if (not m.tied or m.reinject == "adapter" or m.position == "rope"
-            or policy.mode == "gate"
-            or not looped_block.supported(B, T, m.n_embd, m.n_head, m.vocab_size)):
-        return None
-    from looplm.model import Halting
-    from looplm.positions import prompt_length, significance
-    sig = significance(idx, model.vocab, model.config.data.format)
-    x0 = model.embed(idx, sig)
-    real = idx != model.vocab.pad_id
-    halting = policy.mode != "fixed"
-    thr = model.thresholds(idx, policy) if halting else torch.zeros(idx.shape, device=idx.device)
-    # bf16 copies of the shared weights, made on every call: a cache keyed on tensor versions went
-    # stale under the fused AdamW (which does not bump `_version`) and validated old weights
-    w = looped_block.weights_of(model)
-    logits, steps = looped_block.looped_block_cutile(
-        x0, sig, prompt_length(idx, model.vocab), real.sum(dim=1), thr, w, loops=loops,
-        halting=halting, min_loops=policy.min_loops, window=m.window if m.position == "windowed" else None,
-        clip=m.relative_clip, use_bias=m.position in ("relative", "windowed"), prefix=m.prefix_bidirectional,
-        reinject=m.reinject == "add", step_emb=m.step_embedding)
-    # (steps * real), not steps[real]: a boolean index waits for the GPU, which a CUDA graph cannot capture
-    halt = Halting(steps, torch.empty(0, B, T, device=idx.device), (steps * real).sum(), real.sum() * loops)
-    return logits, steps, halt
+def looped_block_supported(B: int, T: int, D: int, H: int, V: int) -> bool:
+    return _looped.supported(B, T, D, H, V)
+
+
+def looped_block(x0, sig, plen, nreal, thr, w: Weights, **kw):
+    """All loops of the shared block in one launch (cuTile, or the emulator on CPU tensors);
+    call only where `backend` gave a kernel backend and `looped_block_supported` holds."""
+    return _looped.looped_block_cutile(x0, sig, plen, nreal, thr, w, **kw)

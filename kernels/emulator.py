@@ -15,8 +15,7 @@ import math
 
 import torch
 
-float16, bfloat16, float32, float64 = torch.float16, torch.bfloat16, torch.float32, torch.float64
-int8, int16, int32, int64, bool_ = torch.int8, torch.int16, torch.int32, torch.int64, torch.bool
+float32, int32 = torch.float32, torch.int32    # the tile dtypes our kernels name
 
 _block = contextvars.ContextVar("block", default=(0, 0, 0))
 _grid = contextvars.ContextVar("grid", default=(1, 1, 1))
@@ -39,12 +38,6 @@ _PAD = {PaddingMode.UNDETERMINED: math.nan, PaddingMode.ZERO: 0.0, PaddingMode.N
         PaddingMode.NAN: math.nan, PaddingMode.POS_INF: math.inf, PaddingMode.NEG_INF: -math.inf}
 
 
-class RoundingMode(enum.Enum):
-    RN = "rn"
-    APPROX = "approx"
-    FULL = "full"
-
-
 class _Constant:
     """`ct.Constant[int]` as an annotation: the emulator only needs it to exist."""
 
@@ -55,13 +48,6 @@ class _Constant:
 Constant = _Constant()
 
 
-def kernel(function=None, **options):
-    """Decorator stand-in: the emulator runs plain functions."""
-    return function if function is not None else (lambda f: f)
-
-
-def function(f=None, **options):
-    return f if f is not None else (lambda g: g)
 
 
 def launch(grid, body, args) -> None:
@@ -85,8 +71,6 @@ def bid(axis: int) -> int:
     return _block.get()[axis]
 
 
-def num_blocks(axis: int) -> int:
-    return _grid.get()[axis]
 
 
 def cdiv(a, b):
@@ -146,12 +130,8 @@ def full(shape, fill_value, dtype):
     return torch.full(_shape(shape), fill_value, dtype=dtype)
 
 
-def zeros(shape, dtype):
-    return full(shape, 0, dtype)
 
 
-def ones(shape, dtype):
-    return full(shape, 1, dtype)
 
 
 def _t(x):
@@ -175,9 +155,6 @@ def max(x, axis=None, *, keepdims=False, **_):
     return x.amax() if axis is None else x.amax(dim=axis, keepdim=keepdims)
 
 
-def min(x, axis=None, *, keepdims=False, **_):
-    x = _nan_to(_t(x), math.inf)
-    return x.amin() if axis is None else x.amin(dim=axis, keepdim=keepdims)
 
 
 def sum(x, axis=None, *, keepdims=False, **_):
@@ -197,20 +174,14 @@ def exp(x, **_):
     return torch.exp(_t(x))
 
 
-def exp2(x, **_):
-    return torch.exp2(_t(x))
 
 
 def log(x, **_):
     return torch.log(_t(x))
 
 
-def log2(x, **_):
-    return torch.log2(_t(x))
 
 
-def sqrt(x, **_):
-    return torch.sqrt(_t(x))
 
 
 def rsqrt(x, **_):
@@ -225,12 +196,8 @@ def abs(x):
     return torch.abs(_t(x))
 
 
-def isnan(x):
-    return torch.isnan(_t(x))
 
 
-def truediv(x, y, **_):
-    return _t(x) / y
 
 
 def astype(x, dtype, **_):
@@ -241,8 +208,6 @@ def reshape(x, shape):
     return _t(x).reshape(shape)
 
 
-def permute(x, axes):
-    return _t(x).permute(*axes)
 
 
 def transpose(x, axis0=None, axis1=None):
@@ -250,12 +215,8 @@ def transpose(x, axis0=None, axis1=None):
     return x.transpose(-2, -1) if axis0 is None else x.transpose(axis0, axis1)
 
 
-def expand_dims(x, axis):
-    return _t(x).unsqueeze(axis)
 
 
-def broadcast_to(x, shape):
-    return _t(x).expand(shape).clone()
 
 
 def mma(x, y, acc, **_):
@@ -263,10 +224,6 @@ def mma(x, y, acc, **_):
     return (torch.matmul(_t(x).float(), _t(y).float()) + acc.float()).to(acc.dtype)
 
 
-def matmul(x, y):
-    x, y = _t(x), _t(y)
-    dtype = torch.promote_types(x.dtype, y.dtype)
-    return torch.matmul(x.float(), y.float()).to(dtype)
 
 
 def gather(array, indices, *, mask=None, padding_value=0, check_bounds=True, **_):
@@ -282,9 +239,4 @@ def gather(array, indices, *, mask=None, padding_value=0, check_bounds=True, **_
     return torch.where(ok, array[tuple(safe)], torch.tensor(padding_value, dtype=array.dtype))
 
 
-def static_iter(iterable):
-    return iterable
 
-
-def static_eval(value):
-    return value

@@ -109,30 +109,25 @@ def supported(V: int) -> bool:
     return V <= MAX_V
 
 
-def _launch(logits, new_state, state, active, steps, threshold, with_state: bool, out=None, block_m=BLOCK_M,
-            block_d=MAX_BLOCK_D, gather=GATHER, kernel=None):
-    """One launch over ceil(M / BLOCK_M) blocks. `out=((state', active', steps'), entropy)` lets
-    a caller pass pre-poisoned buffers (the tile-index probe does); the tile sizes, `gather` and
-    `kernel` (another compilation of the same body, e.g. another occupancy) are for tuning sweeps."""
+def _launch(logits, new_state, state, active, steps, threshold, with_state: bool, outs, entropy,
+            block_m=BLOCK_M, block_d=MAX_BLOCK_D, gather=GATHER, kernel=None) -> None:
+    """One launch over ceil(M / BLOCK_M) blocks, writing `outs` (state', active', steps') and
+    `entropy`. The tile sizes, `gather` and `kernel` (another compilation of the same body, e.g.
+    another occupancy) are for tuning sweeps."""
     M, V = logits.shape
     D = new_state.shape[1] if with_state else 1
     t = tiles_for(M, V, D, block_m, block_d)
     dev = logits.device
-    entropy = out[1] if out else torch.empty(M, dtype=torch.float32, device=dev)
     if with_state:
-        outs = out[0] if out else (torch.empty_like(state), torch.empty_like(active), torch.empty_like(steps))
         ins = (new_state.contiguous(), state.contiguous(), active.contiguous(), steps.contiguous(),
                threshold.float().contiguous())
-        writes = outs
     else:  # entropy only: the state arguments are neither read nor written
-        outs = None
         state1, flag, count = (torch.zeros(1, 1, device=dev), torch.zeros(1, dtype=torch.bool, device=dev),
                                torch.zeros(1, dtype=torch.int32, device=dev))
-        ins, writes = (state1, state1, flag, count, torch.zeros(1, device=dev)), (state1, flag, count)
+        ins, outs = (state1, state1, flag, count, torch.zeros(1, device=dev)), (state1, flag, count)
     (kernel or halting_update_kernel).launch((-(-M // t["BLOCK_M"]),), (
-        logits.contiguous(), *ins, *writes, entropy, math.log(V), V, t["BLOCK_M"], t["BLOCK_V"],
+        logits.contiguous(), *ins, *outs, entropy, math.log(V), V, t["BLOCK_M"], t["BLOCK_V"],
         t["BLOCK_D"], with_state, gather))
-    return outs, entropy
 
 
 def aot_signatures(M: int, V: int, D: int):
@@ -147,14 +142,23 @@ def aot_signatures(M: int, V: int, D: int):
             for dt in (f32, torch.bfloat16) for with_state in (True, False)]
 
 
-def halting_update_cutile(logits, new_state, state, active, steps, threshold):
-    """Host wrapper (same signature as the reference); emulated when the tensors are on the CPU."""
-    (state_out, active_out, steps_out), entropy = _launch(logits, new_state, state, active, steps, threshold, True)
+def halting_update_cutile(logits, new_state, state, active, steps, threshold, *, out=None, tuning=None):
+    """Host wrapper (same signature as the reference); emulated when the tensors are on the CPU.
+    `out=(state', active', steps', entropy)` writes into given buffers (a test poisons them);
+    `tuning` passes block_m, block_d, gather or kernel to the launch (benchmark sweeps)."""
+    state_out, active_out, steps_out, entropy = out if out is not None else (
+        torch.empty_like(state), torch.empty_like(active), torch.empty_like(steps),
+        torch.empty(logits.shape[0], dtype=torch.float32, device=logits.device))
+    _launch(logits, new_state, state, active, steps, threshold, True, (state_out, active_out, steps_out), entropy,
+            **(tuning or {}))
     return state_out, active_out, steps_out, entropy
 
 
-def entropy_cutile(logits: torch.Tensor) -> torch.Tensor:
-    return _launch(logits, None, None, None, None, None, False)[1]
+def entropy_cutile(logits: torch.Tensor, *, out=None) -> torch.Tensor:
+    """Host wrapper of the entropy alone (same signature as `entropy_reference`)."""
+    entropy = out if out is not None else torch.empty(logits.shape[0], dtype=torch.float32, device=logits.device)
+    _launch(logits, None, None, None, None, None, False, None, entropy)
+    return entropy
 
 
 def entropy_reference(logits: torch.Tensor) -> torch.Tensor:

@@ -1,11 +1,11 @@
 """Persistent looped block: one launch runs all L loops of the shared block for a group of
 short sequences, with halting inside the kernel.
 
-    looped_block(x0, sig, plen, nreal, thr, w, *, loops, ...) -> (logits, steps)
+    looped_block(x0, sig, plen, real, thr, w, *, loops, ...) -> (logits, steps)
 
     x0     (B, T, D)  fp32   token (+ position) embeddings, the loop's input anchor
     sig    (B, T)     int32  digit significance (-1: not a digit); plen (B,) int32 prompt lengths
-    nreal  (B,)       int32  tokens before the right padding (padding never runs, never counts)
+    real   (B, T)     bool   tokens that are not padding (padding never runs, never counts)
     thr    (B, T)     fp32   per-token entropy thresholds (halting); unused with halting off
     w      the shared block's weights (see `Weights`): LN1, W_qkv (3D, D), W_proj (D, D), LN2,
            W_1 (4D, D) + b_1, W_2 (D, 4D) + b_2, LN_f, W_te (V, D) (tied head), relative bias (H, NB)
@@ -24,13 +24,12 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from .attention import attention_mask, bias_matrix
+from .attention import attention_mask, bias_bucket, bias_matrix
 from .halting import entropy_reference, row_entropy
 from .tile import ct, next_pow2, tile_kernel
 
 ConstInt = ct.Constant[int]
 ConstBool = ct.Constant[bool]
-ConstFloat = ct.Constant[float]
 INF = math.inf
 MAX_T, MAX_D = 64, 128   # one block holds a (ROWS, D) state: D=256 spills (9 MB cubin, 80 s compile)
 # Tunings measured on the H100 (bench/results/kernels-h100.json, L=32, no halting, graphed path):
@@ -111,8 +110,9 @@ def looped_block_kernel(X0, MASK, REAL, THR, LN1W, LN1B, WQKV, WPROJ, LN2W, LN2B
             inp = h + ct.reshape(ct.load(X0, index=(g, 0, 0), shape=(1, R, D)), (R, D))
         else:
             inp = h
-        if STEP_EMB:
-            inp = inp + ct.astype(ct.reshape(ct.load(STEP, index=(loop, 0), shape=(1, D)), (D,)), ct.float32)[None, :]
+        if STEP_EMB:   # loops past the table's rows reuse its last row (as the model does)
+            row = min(loop, STEP.shape[0] - 1)
+            inp = inp + ct.astype(ct.reshape(ct.load(STEP, index=(row, 0), shape=(1, D)), (D,)), ct.float32)[None, :]
         a = ct.astype(layer_norm(inp, load_vec(LN1W, D), load_vec(LN1B, D), D), MT)
         h1 = inp                                      # h1 = inp + sum over heads of y_h W_o,h^T
         for hh in range(n_head):
@@ -195,22 +195,6 @@ def from_groups(x: torch.Tensor, B: int, T: int, S: int) -> torch.Tensor:
     return x[:, :S * T].unflatten(1, (S, T)).flatten(0, 1)[:B]
 
 
-def weights_of(model, dtype=torch.bfloat16) -> Weights:
-    """The shared block's weights from a tied LoopLM, matrices in `dtype`."""
-    blk = model.blocks[0]
-    H = blk.attn.n_head
-    lin1, _, lin2, _ = blk.mlp
-    f32 = torch.float32
-    bias = blk.attn.rel_bias if blk.attn.rel_bias is not None else torch.zeros(H, 1, device=model.wte.weight.device)
-    step = model.step_emb.weight if model.step_emb is not None else torch.zeros(1, model.wte.weight.shape[1],
-                                                                                  device=model.wte.weight.device)
-    return Weights(blk.ln1.weight.to(f32), blk.ln1.bias.to(f32), blk.attn.qkv.weight.to(dtype),
-                   blk.attn.proj.weight.to(dtype), blk.ln2.weight.to(f32), blk.ln2.bias.to(f32),
-                   lin1.weight.to(dtype), lin1.bias.to(f32), lin2.weight.to(dtype), lin2.bias.to(f32),
-                   model.ln_f.weight.to(f32), model.ln_f.bias.to(f32), model.wte.weight.to(dtype),
-                   bias.detach().to(f32), step.to(dtype))
-
-
 def packed_attention_mask(sig, pos, seq, plen, bias=None, *, window=None, clip: int = 3,
                           prefix: bool = False) -> torch.Tensor:
     """The additive attention mask of packed groups: (G, R) significance, position, sequence slot
@@ -221,11 +205,11 @@ def packed_attention_mask(sig, pos, seq, plen, bias=None, *, window=None, clip: 
     ok = attention_mask(sig, plen, window, prefix, pos=pos)[:, 0]
     ok = ok & (seq[:, :, None] == seq[:, None, :]) & (seq[:, None, :] >= 0)
     ok = ok | torch.eye(pos.shape[1], dtype=torch.bool, device=pos.device)
-    add = torch.zeros(ok.shape, device=pos.device)[:, None] if bias is None else bias_matrix(sig, bias.float(), clip)
+    add = torch.zeros(ok.shape, device=pos.device)[:, None] if bias is None else bias_matrix(bias.float(), bias_bucket(sig, clip))
     return add.masked_fill(~ok[:, None], -INF).contiguous()
 
 
-def looped_block_cutile(x0, sig, plen, nreal, thr, w: Weights, *, loops: int, halting: bool, min_loops: int = 1,
+def looped_block_cutile(x0, sig, plen, real, thr, w: Weights, *, loops: int, halting: bool, min_loops: int = 1,
                         window=None, clip: int = 3, use_bias: bool = False, prefix: bool = False,
                         reinject: bool = True, step_emb: bool = False, out=None, rows: int | None = None,
                         chunk: int | None = None):
@@ -248,7 +232,6 @@ def looped_block_cutile(x0, sig, plen, nreal, thr, w: Weights, *, loops: int, ha
                                  w.bias if use_bias else None, window=window, clip=clip, prefix=prefix)
     logits = torch.empty(G, R, t["VP"], device=x0.device, dtype=torch.float32)
     steps = torch.empty(G, R, device=x0.device, dtype=torch.int32)
-    real = pos < nreal[:, None]
     looped_block_kernel.launch((G,), (
         grp(x0.float(), 0.0), mask, grp(real.int(), 0), grp(thr.float(), 0.0),
         *(x.contiguous() for x in w[:13]), w.step.contiguous(), logits, steps,
@@ -261,7 +244,7 @@ def looped_block_cutile(x0, sig, plen, nreal, thr, w: Weights, *, loops: int, ha
     return out_logits, out_steps
 
 
-def looped_block_reference(x0, sig, plen, nreal, thr, w: Weights, *, loops: int, halting: bool, min_loops: int = 1,
+def looped_block_reference(x0, sig, plen, real, thr, w: Weights, *, loops: int, halting: bool, min_loops: int = 1,
                            window=None, clip: int = 3, use_bias: bool = False, prefix: bool = False,
                            reinject: bool = True, step_emb: bool = False, out=None):
     """The same computation with whole-tensor PyTorch ops: matrix products in the matrices' dtype,
@@ -272,12 +255,11 @@ def looped_block_reference(x0, sig, plen, nreal, thr, w: Weights, *, loops: int,
     allowed = attention_mask(sig.long(), plen.long(), window, prefix)
     mask = torch.zeros(B, H, T, T, device=x0.device, dtype=acc)
     if use_bias:
-        mask = bias_matrix(sig.long(), w.bias.to(acc), clip)
+        mask = bias_matrix(w.bias.to(acc), bias_bucket(sig.long(), clip))
     mask = mask.masked_fill(~allowed, -INF)
     mm = lambda x, m: (x.to(m.dtype) @ m.T).to(acc)  # noqa: E731  e.g. bf16 products, fp32 results
     x0 = x0.to(acc)
     h = torch.zeros_like(x0) if reinject else x0
-    real = torch.arange(T, device=x0.device)[None, :] < nreal[:, None]
     active = real.clone()
     steps = torch.zeros(B, T, dtype=torch.int32, device=x0.device)
     for loop in range(loops):

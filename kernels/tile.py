@@ -24,9 +24,6 @@ except Exception:  # cuda-tile missing or broken: the kernels still run, emulate
     ct = emulator
     HAVE_CUTILE = False
 
-ARCHS = ("sm_80", "sm_90", "sm_100", "sm_120")
-
-
 def next_pow2(n: int) -> int:
     """Smallest power of two >= n (tile shapes must be powers of two: bug 8)."""
     return 1 << max(0, (int(n) - 1).bit_length())
@@ -128,9 +125,4 @@ def scalar(dtype: torch.dtype):
     return ScalarConstraint(getattr(ct, _DTYPES[dtype]))
 
 
-def is_power_of_two(n: int) -> bool:
-    return n > 0 and n & (n - 1) == 0
-
-
-__all__ = ["ct", "HAVE_CUTILE", "ARCHS", "TileKernel", "tile_kernel", "next_pow2", "array", "scalar",
-           "is_power_of_two"]
+__all__ = ["ct", "HAVE_CUTILE", "TileKernel", "tile_kernel", "next_pow2", "array", "scalar"]

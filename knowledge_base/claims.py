@@ -1,6 +1,9 @@
 """Evidence-checked claims: a fact may say `claim: some.json.path >= 0.99` about an evidence
 file; the claim is re-checked against the file every time, so a believed number that the
-results do not support is caught (the seeds' worst failures were believed numbers)."""
+results do not support is caught (the seeds' worst failures were believed numbers).
+
+Evidence paths are relative to the spec's own folder, or to the nearest parent folder that
+holds them (a spec in dsl/specs/ names results/... of the project it belongs to)."""
 from __future__ import annotations
 
 import json
@@ -11,7 +14,6 @@ from typing import Any, Literal
 
 from dsl.model import Fact, Spec
 from dsl.values import Ref
-from looplm.provenance import ROOT
 
 Status = Literal["holds", "contradicted", "missing_evidence", "unverified"]
 _OPS = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt,
@@ -42,10 +44,16 @@ def resolve(data: Any, parts: tuple) -> Any:
 
 
 def evidence_path(evidence: str, root: Path | None = None) -> Path:
+    """`evidence` under `root`, else under the nearest parent of root that holds it (a spec in
+    dsl/specs/ names results/... of the project it sits in); never the current directory."""
     p = Path(evidence)
-    if p.is_absolute() or p.exists():
+    if p.is_absolute() or root is None:
         return p
-    return (root or ROOT) / p
+    root = root.resolve()
+    for base in (root, *root.parents):
+        if (base / p).exists():
+            return base / p
+    return root / p
 
 
 def check_fact(fact: Fact, root: Path | None = None) -> ClaimResult:
@@ -76,7 +84,10 @@ def check_fact(fact: Fact, root: Path | None = None) -> ClaimResult:
 
 
 def check_claims(spec: Spec, root: Path | None = None, store: Path | None = None) -> list[ClaimResult]:
-    """The spec's facts and the stored ones (knowledge_base/store.py), each re-checked."""
+    """The spec's facts and the stored ones (knowledge_base/store.py), each re-checked; evidence
+    is looked up from `root`, by default the folder of the spec's file."""
     from .store import all_facts
     facts, _ = all_facts(spec, store)
+    if root is None and spec._file:
+        root = Path(spec._file).parent
     return [check_fact(f, root) for f in facts]

@@ -20,6 +20,7 @@ class Evidence:
     reports: list[dict] = field(default_factory=list)      # eval reports (accuracy_by_digits, ...)
     thinking: list[dict] = field(default_factory=list)     # looplm trace outputs (halt_step, entropy)
     sources: list[str] = field(default_factory=list)
+    corrupt: list = field(default_factory=list)            # rca.store.CorruptLine: what could not be read
 
 
 def detector(name: str):
@@ -30,13 +31,18 @@ def detector(name: str):
 
 
 def answer_unigram_entropy(min_digits: int, max_digits: int, fmt: str = "reversed", n: int = 4000) -> float:
-    """Entropy (nats) of the answer tokens' marginal: what a model that ignores its input scores."""
+    """Entropy (nats) of the answer tokens' marginal: what a model that ignores its input scores.
+    Estimated from n random a+b problems, operands of min..max digits each, the answer written as
+    the training data writes it (reversed: the sum least significant digit first; normal: the sum
+    zero-padded to one digit more than the longer operand) plus the end token."""
     import random
-    from looplm.data import render, sample
     rng = random.Random(0)
     counts: Counter = Counter()
     for _ in range(n):
-        counts.update(render(sample(rng, min_digits, max_digits, "train"), fmt)[1])
+        a, b = (rng.randint(0 if d == 1 else 10 ** (d - 1), 10 ** d - 1)
+                for d in (rng.randint(min_digits, max_digits) for _ in range(2)))
+        s = str(a + b)
+        counts.update((s[::-1] if fmt == "reversed" else s.zfill(max(len(str(a)), len(str(b))) + 1)) + "$")
     total = sum(counts.values())
     return -sum(c / total * math.log(c / total) for c in counts.values())
 

@@ -1,8 +1,8 @@
 """Rules of the knowledge base, evaluated against a concrete config.
 
 A rule's `when` is a condition over param names (`position == rope and reinject != none`);
-names resolve to the config's values (the spec's param groups map onto its sections),
-bare words on the right-hand side are enum values.
+names resolve to the values of the config being verified (param name -> value, as the
+system under test reports them), bare words on the right-hand side are enum values.
 """
 from __future__ import annotations
 
@@ -11,19 +11,9 @@ from typing import Any
 
 from dsl.model import Rule, Spec
 from dsl.values import BoolOp, Compare, Not, Ref
-from looplm.config import SECTION_OF, Config
 
 _OPS = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt,
         ">=": operator.ge, "in": lambda a, b: a in b}
-
-
-def config_values(spec: Spec, config: Config) -> dict[str, Any]:
-    """param name -> value in `config`, for every param the spec declares."""
-    values = {}
-    for name in spec.system.params:
-        group = spec.system.group_of(name)
-        values[name] = getattr(getattr(config, SECTION_OF[group]), name)
-    return values
 
 
 def evaluate(expr: Any, values: dict[str, Any], rhs: bool = False) -> Any:
@@ -47,6 +37,12 @@ def evaluate(expr: Any, values: dict[str, Any], rhs: bool = False) -> Any:
     return expr
 
 
-def fired_rules(spec: Spec, config: Config) -> list[Rule]:
-    values = config_values(spec, config)
-    return [r for r in spec.system.rules if evaluate(r.when, values)]
+def fired_rules(spec: Spec, values: dict[str, Any]) -> list[Rule]:
+    """The spec's rules whose condition holds for `values` (param name -> value). A rule naming
+    a param the values lack does not fire (None compares false)."""
+    return [r for r in spec.system.rules if evaluate(r.when, _Values(values))]
+
+
+class _Values(dict):
+    def __missing__(self, key: str) -> None:
+        return None

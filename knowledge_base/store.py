@@ -9,11 +9,11 @@ from typing import Optional
 from dsl.model import Fact, Spec
 from rca.store import CorruptLine, Store
 
-DEFAULT_PATH = Path("knowledge_base") / "facts.jsonl"
+DEFAULT_PATH = Path(".looplm") / "facts.jsonl"
 
 
 def fact_store(path: str | Path | None = None) -> Store[Fact]:
-    """Stored facts: PATH, else $LOOPLM_KB, else ./knowledge_base/facts.jsonl."""
+    """Stored facts: PATH, else $LOOPLM_KB, else ./.looplm/facts.jsonl."""
     return Store(path or os.environ.get("LOOPLM_KB") or DEFAULT_PATH, Fact)
 
 

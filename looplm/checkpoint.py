@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
+from pydantic import ValidationError
 
 from .config import Config
 from .model import LoopLM
@@ -34,10 +35,11 @@ class Loaded:
     vocab: Vocab
     meta: dict[str, Any]
     optimizer: Optional[dict] = None
+    rng: Optional[torch.Tensor] = None      # torch's CPU RNG state when saved (exact resume)
 
 
 def save(path: str | Path, model: LoopLM, *, step: int = 0, optimizer: Optional[dict] = None,
-         dtype: Optional[torch.dtype] = None, extra: Optional[dict] = None) -> Path:
+         dtype: Optional[torch.dtype] = None, extra: Optional[dict] = None, rng: Optional[torch.Tensor] = None) -> Path:
     """Write atomically. `dtype=torch.bfloat16` halves the file (weights only)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -49,6 +51,8 @@ def save(path: str | Path, model: LoopLM, *, step: int = 0, optimizer: Optional[
                "step": step, "extra": extra or {}}
     if optimizer is not None:
         payload["optimizer"] = optimizer
+    if rng is not None:
+        payload["rng"] = rng
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     os.close(fd)
     try:
@@ -69,19 +73,29 @@ def load(path: str | Path, map_location: str = "cpu", *, expect_vocab: Optional[
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {str(e)[:200]})") from None
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"{path}: not a LoopLM checkpoint (holds a {type(payload).__name__}, not a dict)")
     for key in ("model", "config", "data_format", "vocab", "pad"):
         if key not in payload:
             raise CheckpointError(f"{path}: checkpoint lacks '{key}' (it cannot say how it must be used)")
-    config = Config.model_validate(payload["config"])
-    vocab = Vocab(payload["vocab"], pad=payload["pad"])
+    try:
+        config = Config.model_validate(payload["config"])
+        vocab = Vocab(payload["vocab"], pad=payload["pad"])
+    except (ValidationError, ValueError, TypeError) as e:
+        raise CheckpointError(f"{path}: the checkpoint's config or vocabulary is invalid ({str(e).splitlines()[0][:200]})") from None
     if expect_vocab is not None and expect_vocab.chars != vocab.chars:
         raise CheckpointError(f"{path}: vocabulary {vocab.chars!r} differs from the expected {expect_vocab.chars!r}")
     if config.data.format != payload["data_format"]:
         raise CheckpointError(f"{path}: config says format {config.data.format}, checkpoint {payload['data_format']}")
-    model = LoopLM(config, vocab).to(map_location)
+    try:
+        model = LoopLM(config, vocab).to(map_location)
+    except ValueError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    if not isinstance(payload["model"], dict):
+        raise CheckpointError(f"{path}: its weights are not a state dict")
     load_strict(model, payload["model"], where=str(path))
     return Loaded(model, config, vocab, {k: payload.get(k) for k in ("git_commit", "step", "extra", "format_version")},
-                  payload.get("optimizer"))
+                  payload.get("optimizer"), payload.get("rng"))
 
 
 def load_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], where: str = "state") -> None:

@@ -128,8 +128,24 @@ class Config(_Frozen):
             data[section] = {**data[section], **fields}
         return Config.model_validate(data)
 
+    def with_params(self, values: dict) -> "Config":
+        """A copy with fields replaced by their spec param names ({"max_iters": 10, "device":
+        "cpu"}): the one way command-line and experiment overrides reach a config."""
+        sections: dict[str, dict] = {}
+        for name, value in values.items():
+            section = SECTION_OF_FIELD.get(name)
+            if section is None:
+                raise ValueError(f"no config field named {name!r}")
+            sections.setdefault(section, {})[name] = value
+        return self.override(**sections) if sections else self
+
+    def values(self) -> dict:
+        """Every field by its spec param name (what the spec's ranges and rules are checked on)."""
+        return {name: getattr(getattr(self, section), name) for name, section in SECTION_OF_FIELD.items()}
+
 
 # the spec's param groups <-> the config's sections
 GROUPS = {"architecture": ModelConfig, "halting": HaltingConfig, "training": TrainConfig,
           "data": DataConfig}
 SECTION_OF = {"architecture": "model", "halting": "halting", "training": "train", "data": "data"}
+SECTION_OF_FIELD = {name: SECTION_OF[group] for group, model in GROUPS.items() for name in model.model_fields}

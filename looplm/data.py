@@ -11,6 +11,7 @@ Formats, for 123 + 456 = 579:
 """
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,16 +145,23 @@ def problems(n: int, min_digits: int, max_digits: int, seed: int, split: Literal
     return [sample(rng, min_digits, max_digits, split, kind) for _ in range(n)]
 
 
+def train_batch(step: int, batch_size: int, min_digits: int, max_digits: int, fmt: Format, seed: int,
+                rank: int = 0, world: int = 1) -> Batch:
+    """The training batch of `step`: fresh problems from a generator seeded by (seed, step), so a
+    resumed run sees exactly the batches an uninterrupted one would. With `world` data-parallel
+    ranks, one global draw of batch_size * world problems is made per step and rank r takes its
+    own contiguous slice: ranks never share a problem by construction, and a single process with
+    the global batch size sees exactly the same problems (so a DDP run can be compared with one)."""
+    rng = random.Random(seed * 1_000_003 + step)
+    drawn = [sample(rng, min_digits, max_digits, "train") for _ in range(batch_size * world)]
+    return make_batch(drawn[rank * batch_size:(rank + 1) * batch_size], fmt)
+
+
 def train_batches(batch_size: int, min_digits: int, max_digits: int, fmt: Format, seed: int,
-                  rank: int = 0, world: int = 1) -> Iterator[Batch]:
-    """Fresh training problems forever. With `world` data-parallel ranks, one global stream
-    draws batch_size * world problems per step and rank r takes its own contiguous slice: ranks
-    never share a problem by construction, and a single process with the global batch size sees
-    exactly the same problems (so a DDP run can be compared with one process)."""
-    rng = random.Random(seed * 1_000_003 + 1)
-    while True:
-        step = [sample(rng, min_digits, max_digits, "train") for _ in range(batch_size * world)]
-        yield make_batch(step[rank * batch_size:(rank + 1) * batch_size], fmt)
+                  rank: int = 0, world: int = 1, start: int = 0) -> Iterator[Batch]:
+    """`train_batch` for steps start, start + 1, ... forever."""
+    for step in itertools.count(start):
+        yield train_batch(step, batch_size, min_digits, max_digits, fmt, seed, rank, world)
 
 
 class CharCorpus:

@@ -8,7 +8,7 @@ otherwise. `generate` does real greedy decoding; a test checks that both agree.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
@@ -38,7 +38,8 @@ def _rows_per_batch(T: int, batch_size: int, token_budget: int) -> int:
 @torch.no_grad()
 def score(model: LoopLM, probs: list[Problem], *, loops: Optional[int] = None,
           halting: Optional[HaltingConfig] = None, batch_size: int = 512,
-          token_budget: int = 4_000_000, device: str | torch.device = "cpu") -> tuple[list[dict], float]:
+          token_budget: int = 4_000_000, device: str | torch.device = "cpu",
+          progress: Optional[Callable[[int], None]] = None) -> tuple[list[dict], float]:
     """Per problem: correct, digits, carries, mean loop steps on answer and prompt positions;
     and the mean answer loss over all problems."""
     model.eval()
@@ -64,6 +65,8 @@ def score(model: LoopLM, probs: list[Problem], *, loops: Optional[int] = None,
             out.append({"correct": bool(correct[j]), "digits": p.digits, "carries": p.carries,
                         "steps_answer": float(ans_steps[j]), "steps_prompt": float(prm_steps[j]),
                         "applications": float(steps[j][real[j]].sum()), "tokens": int(real[j].sum())})
+        if progress:
+            progress(len(out))
     return out, loss_sum / max(1, loss_n)
 
 
@@ -74,14 +77,15 @@ def _mean(xs: list[float]) -> float:
 def evaluate(model: LoopLM, digits: list[int], n: int, *, seed: int = 0, loops: Optional[int] = None,
              halting: Optional[HaltingConfig] = None, fmt: Optional[str] = None, kind: Kind = "random",
              batch_size: int = 512, token_budget: int = 4_000_000,
-             device: str | torch.device = "cpu") -> dict:
-    """The eval report (JSON-ready) for n held-out problems of each digit count."""
+             device: str | torch.device = "cpu", progress: Optional[Callable[[int, int], None]] = None) -> dict:
+    """The eval report (JSON-ready) for n held-out problems of each digit count; `progress(done,
+    total)` is called as problems are scored (long evals take minutes)."""
     fmt = check_format(model, fmt)
     rows: list[dict] = []
     for d in digits:
         probs = problems(n, d, d, seed=seed * 7919 + d, split="val", kind=kind)
-        rows += score(model, probs, loops=loops, halting=halting, batch_size=batch_size,
-                      token_budget=token_budget, device=device)[0]
+        rows += score(model, probs, loops=loops, halting=halting, batch_size=batch_size, token_budget=token_budget,
+                      device=device, progress=progress and (lambda k: progress(len(rows) + k, n * len(digits))))[0]
     by_d, by_c = defaultdict(list), defaultdict(list)
     for r in rows:
         by_d[r["digits"]].append(r)

@@ -19,9 +19,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from kernels import dispatch
+from kernels.attention import attention_mask, bias_bucket, bias_matrix
 from .config import Config, HaltingConfig
 from .data import IGNORE
-from .positions import apply_rope, attention_mask, prompt_length, relative_bucket, rope_tables, significance
+from .fused import fused_forward
+from .positions import apply_rope, prompt_length, rope_tables, significance
 from .tokens import Vocab
 
 
@@ -50,7 +52,7 @@ class Context(NamedTuple):
     window: Optional[int]
     clip: int
     prefix: bool
-    cutile: bool                      # run the cuTile kernels (decided once per forward)
+    backend: str                      # 'reference', 'cutile' or 'emulator' (decided once per forward)
 
 
 class Attention(nn.Module):
@@ -67,13 +69,13 @@ class Attention(nn.Module):
         q, k, v = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)  # (B, H, T, hd)
         if ctx.rope is not None:
             q, k = apply_rope(q, *ctx.rope), apply_rope(k, *ctx.rope)
-        if not self.training and ctx.cutile:
+        if not self.training and ctx.backend != "reference":
             y = dispatch.loop_attention(q, k, v, ctx.sig, ctx.plen, self.rel_bias if ctx.bucket is not None else None,
-                                        window=ctx.window, clip=ctx.clip, prefix=ctx.prefix)
+                                        window=ctx.window, clip=ctx.clip, prefix=ctx.prefix, name=ctx.backend)
             return self.proj(y.transpose(1, 2).reshape(B, T, C))
         mask = None
         if ctx.bucket is not None:
-            bias = self.rel_bias[:, ctx.bucket].permute(1, 0, 2, 3)   # (B, H, T, T)
+            bias = bias_matrix(self.rel_bias, ctx.bucket)             # (B, H, T, T)
             mask = bias.masked_fill(~ctx.allowed, -math.inf).to(q.dtype)
         elif ctx.allowed is not None:
             mask = ctx.allowed
@@ -149,18 +151,18 @@ class LoopLM(nn.Module):
             nn.init.normal_(mod.weight, std=0.02)
 
     # ---- pieces ---------------------------------------------------------------------------
-    def context(self, idx: torch.Tensor, sig: torch.Tensor, cutile: bool = False) -> Context:
+    def context(self, idx: torch.Tensor, sig: torch.Tensor, backend: str = "reference") -> Context:
         m = self.config.model
         windowed = m.position == "windowed"
         bias = m.position in ("relative", "windowed")
+        plen = prompt_length(idx, self.vocab)
         allowed = None
         if windowed or bias or m.prefix_bidirectional:
-            allowed = attention_mask(idx, sig, self.vocab, m.window if windowed else None,
-                                     m.prefix_bidirectional)
-        bucket = relative_bucket(sig, m.relative_clip) if bias else None
+            allowed = attention_mask(sig, plen, m.window if windowed else None, m.prefix_bidirectional)
+        bucket = bias_bucket(sig, m.relative_clip) if bias else None
         rope = rope_tables(idx.shape[1], m.n_embd // m.n_head, idx.device) if m.position == "rope" else None
-        return Context(allowed, bucket, rope, sig, prompt_length(idx, self.vocab), m.window if windowed else None,
-                       m.relative_clip, m.prefix_bidirectional, cutile)
+        return Context(allowed, bucket, rope, sig, plen, m.window if windowed else None, m.relative_clip,
+                       m.prefix_bidirectional, backend)
 
     def embed(self, idx: torch.Tensor, sig: torch.Tensor) -> torch.Tensor:
         """x0 (B, T, D): token embedding plus the scheme's absolute position information."""
@@ -204,84 +206,95 @@ class LoopLM(nn.Module):
         """idx (B, T) -> Output. `loops` and `halting` override the config at test time; `trace`
         records every loop's entropy even at fixed depth (halting records it anyway).
         Nothing in the loop waits for the GPU: counts stay tensors (CUDA graphs can capture it)."""
-        cfg = self.config
-        L = loops or cfg.model.n_loops
-        if len(self.blocks) > 1 and L > len(self.blocks):
-            raise ValueError(f"GPT-L with {len(self.blocks)} blocks cannot run {L} loops")
-        policy = halting or cfg.halting
-        cutile = not self.training and dispatch.backend(idx) == "cutile"
-        if cutile and not torch.is_grad_enabled() and not trace:
-            fused = dispatch.looped_inference(self, idx, L, policy)   # one cuTile launch for all loops
+        L = self._depth(loops)
+        policy = halting or self.config.halting
+        backend = "reference" if self.training else dispatch.backend(idx)
+        if backend != "reference" and not torch.is_grad_enabled() and not trace:
+            fused = fused_forward(self, idx, L, policy)            # all loops in one kernel launch
             if fused is not None:
-                logits, steps, halt = fused
-                return Output(logits, self._ce(logits, targets) if targets is not None else None, halt)
-        dynamic = not self.training and policy.mode != "fixed"
-        gate = policy.mode == "gate" and self.halt_head is not None
-        B, T = idx.shape
-        sig = significance(idx, self.vocab, cfg.data.format)
-        ctx = self.context(idx, sig, cutile)
+                logits, steps, used = fused
+                real = idx != self.vocab.pad_id
+                return Output(logits, self._ce(logits, targets) if targets is not None else None,
+                              Halting(steps, torch.empty(0, *idx.shape, device=idx.device), used, real.sum() * L))
+        sig = significance(idx, self.vocab, self.config.data.format)
         x0 = self.embed(idx, sig)
         real = idx != self.vocab.pad_id                            # (B, T) tokens that count
-        h = x0 if cfg.model.reinject == "none" else torch.zeros_like(x0)
-        active = real.clone()
-        steps = torch.zeros(B, T, dtype=torch.int32, device=idx.device)
+        run = self._loops(idx, x0, self.context(idx, sig, backend), real, targets, L, policy, trace)
+        logits = self.head(run.state.h)
+        loss, ponder = self._loss(logits, targets, run, policy)
+        ent = torch.stack(run.entropies) if run.entropies else torch.empty(0, *idx.shape, device=idx.device)
+        halt = Halting(run.state.steps, ent, run.applications, real.sum() * L, ponder)
+        return Output(logits, loss, halt)
+
+    def _depth(self, loops: Optional[int]) -> int:
+        L = loops or self.config.model.n_loops
+        if len(self.blocks) > 1 and L > len(self.blocks):
+            raise ValueError(f"GPT-L with {len(self.blocks)} blocks cannot run {L} loops")
+        return L
+
+    def _loops(self, idx, x0, ctx: Context, real, targets, L: int, policy: HaltingConfig, trace: bool) -> "_Run":
+        """Apply the block L times. Inference with halting freezes halted tokens (see _halt)."""
+        cfg = self.config
+        dynamic = not self.training and policy.mode != "fixed"
+        gate = policy.mode == "gate" and self.halt_head is not None
         thr = self.thresholds(idx, policy) if dynamic and not gate else None
-        weights = supervision_weights(cfg.train.supervision, L)
-        entropies, losses, halt_logits = [], [], []
-        applications = torch.zeros((), dtype=torch.long, device=idx.device)
+        run = _Run(_State.start(x0 if cfg.model.reinject == "none" else torch.zeros_like(x0), real),
+                   supervision_weights(cfg.train.supervision, L))
         for loop in range(L):
+            h = run.state.h
             if self.training and cfg.train.tbptt and loop == L - cfg.train.tbptt:
                 h = h.detach()                                     # truncated BPTT window
             new = self.blocks[loop if len(self.blocks) > 1 else 0](self.block_input(h, x0, loop), ctx)
-            applications = applications + active.sum()
-            supervised = targets is not None and self.training and (gate or weights[loop] > 0)
+            run.applications = run.applications + run.state.active.sum()
+            supervised = targets is not None and self.training and (gate or run.weights[loop] > 0)
             # a loop's own prediction is needed to halt on it, to supervise it, or to trace it
             logits = self.head(new) if (dynamic or supervised or trace) else None
             if dynamic:
-                h, active, steps, entropy = self._halt(logits, new, h, active, steps, thr, loop, policy,
-                                                       halt_logits, cutile)
+                run.state, entropy = self._halt(run.state, new, logits, thr, loop, policy, ctx.backend)
             else:
-                h, steps = new, steps + real.int()
-                entropy = dispatch.entropy(logits.detach().reshape(B * T, -1), cutile).view(B, T) if trace else None
+                run.state = run.state._replace(h=new, steps=run.state.steps + real.int())
+                entropy = self._entropy(logits, ctx.backend) if trace else None
             if entropy is not None:
-                entropies.append(entropy.detach())
-            if gate and not dynamic:
-                halt_logits.append(self.halt_head(new).squeeze(-1))
+                run.entropies.append(entropy.detach())
+            if gate and self.training:
+                run.halt_logits.append(self.halt_head(new).squeeze(-1))
             if supervised:
-                losses.append(self._ce(logits, targets, reduce=not gate))
-        logits = self.head(h)
-        ent = torch.stack(entropies) if entropies else torch.empty(0, B, T, device=idx.device)
-        ponder = None
-        loss = None
-        if targets is not None:
-            if not self.training:
-                loss = self._ce(logits, targets)
-            elif gate:
-                loss, ponder = self._ponder_loss(losses, halt_logits, targets, policy)
-            else:
-                loss = sum(w * l for w, l in zip((w for w in weights if w > 0), losses))
-        halt = Halting(steps, ent, applications, real.sum() * L, ponder)
-        return Output(logits, loss, halt)
+                run.losses.append(self._ce(logits, targets, reduce=not gate))
+        return run
 
-    def _halt(self, logits, new, h, active, steps, thr, loop, policy, lams, cutile):
-        """One loop's halting update for inference; the state of halted tokens stays put."""
+    def _entropy(self, logits: torch.Tensor, backend: str) -> torch.Tensor:
+        """(B, T, V) -> (B, T) prediction entropy in nats (detached)."""
+        return dispatch.entropy(logits.detach().flatten(0, 1), backend).view(logits.shape[:2])
+
+    def _halt(self, st: "_State", new, logits, thr, loop: int, policy: HaltingConfig, backend: str):
+        """One loop's halting update for inference -> (state, entropy): halted tokens keep their
+        state; a token halts once its entropy is below its threshold (or, with the learned gate,
+        once its cumulative halting probability passes gate_threshold), never before min_loops."""
         B, T, D = new.shape
         if policy.mode == "gate":
-            lams.append(torch.sigmoid(self.halt_head(new).squeeze(-1).float()))
-            # cumulative P(halted by this loop) = 1 - prod(1 - lambda)
-            survive = torch.stack([1 - x for x in lams]).prod(dim=0)
-            h = torch.where(active[..., None], new, h)
-            steps = steps + active.int()
-            entropy = dispatch.entropy(logits.detach().reshape(B * T, -1), cutile).view(B, T)
+            survive = st.survive * (1 - torch.sigmoid(self.halt_head(new).squeeze(-1).float()))
+            h = torch.where(st.active[..., None], new, st.h)
+            active = st.active
             if loop + 1 >= policy.min_loops:
                 active = active & ~((1 - survive) >= policy.gate_threshold)
-            return h, active, steps, entropy
+            return _State(h, active, st.steps + st.active.int(), survive), self._entropy(logits, backend)
         if loop + 1 < policy.min_loops:
             thr = torch.full_like(thr, -1.0)                      # nothing halts before min_loops
-        h2, a2, s2, ent = dispatch.halting_update(
-            logits.reshape(B * T, -1), new.reshape(B * T, D), h.reshape(B * T, D),
-            active.reshape(-1), steps.reshape(-1), thr.reshape(-1), cutile)
-        return h2.view(B, T, D), a2.view(B, T), s2.view(B, T), ent.view(B, T)
+        h, active, steps, entropy = dispatch.halting_update(
+            logits.reshape(B * T, -1), new.reshape(B * T, D), st.h.reshape(B * T, D),
+            st.active.reshape(-1), st.steps.reshape(-1), thr.reshape(-1), backend)
+        return _State(h.view(B, T, D), active.view(B, T), steps.view(B, T), st.survive), entropy.view(B, T)
+
+    def _loss(self, logits, targets, run: "_Run", policy: HaltingConfig):
+        """(loss, ponder): the final prediction's loss at inference; in training the supervised
+        loops' losses by their weights, or the learned gate's ponder loss."""
+        if targets is None:
+            return None, None
+        if not self.training:
+            return self._ce(logits, targets), None
+        if run.halt_logits:
+            return self._ponder_loss(run.losses, run.halt_logits, targets, policy)
+        return sum(w * l for w, l in zip((w for w in run.weights if w > 0), run.losses)), None
 
     def _ce(self, logits: torch.Tensor, targets: torch.Tensor, reduce: bool = True) -> torch.Tensor:
         flat = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
@@ -305,3 +318,27 @@ class LoopLM(nn.Module):
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+class _State(NamedTuple):
+    """The loop's state between two loops."""
+    h: torch.Tensor              # (B, T, D)
+    active: torch.Tensor         # (B, T) bool: tokens still thinking
+    steps: torch.Tensor          # (B, T) int32: loops applied to each token
+    survive: torch.Tensor        # (B, T) learned gate: P(not halted yet); ones otherwise
+
+    @classmethod
+    def start(cls, h: torch.Tensor, real: torch.Tensor) -> "_State":
+        return cls(h, real.clone(), torch.zeros(real.shape, dtype=torch.int32, device=real.device),
+                   torch.ones(real.shape, device=real.device))
+
+
+class _Run:
+    """What one pass through the loops produced, besides the state."""
+
+    def __init__(self, state: _State, weights: list[float]):
+        self.state, self.weights = state, weights
+        self.applications = torch.zeros((), dtype=torch.long, device=state.h.device)
+        self.entropies: list[torch.Tensor] = []     # (B, T) per loop, halting or trace only
+        self.losses: list[torch.Tensor] = []        # the supervised loops' losses, in training
+        self.halt_logits: list[torch.Tensor] = []   # learned gate in training: (B, T) per loop

@@ -15,6 +15,9 @@ Schemes (ModelConfig.position):
     windowed  the same bias, and digit-to-digit attention only within +-window places;
               keys that are not digits stay visible, but their own queries are windowed too,
               so an operator cannot relay a far digit to everyone
+
+The mask and bias rules themselves live once, with the kernels that must obey them:
+`kernels.attention.attention_mask`, `bias_bucket` and `bias_matrix`.
 """
 from __future__ import annotations
 
@@ -59,31 +62,6 @@ def prompt_length(idx: torch.Tensor, vocab: Vocab) -> torch.Tensor:
     eq = idx == vocab.id(EQUALS)
     first = torch.where(eq.any(dim=1), eq.int().argmax(dim=1) + 1, torch.zeros_like(eq[:, 0], dtype=torch.long))
     return first.long()
-
-
-def attention_mask(idx: torch.Tensor, sig: torch.Tensor, vocab: Vocab, window: int | None,
-                   prefix_bidirectional: bool) -> torch.Tensor:
-    """(B, 1, T, T) bool, True where query t may attend to key s."""
-    B, T = idx.shape
-    t = torch.arange(T, device=idx.device)
-    allowed = (t[None, :] <= t[:, None]).expand(B, T, T)          # causal
-    if prefix_bidirectional and vocab.is_addition:
-        eq = (idx == vocab.id(EQUALS)).long()
-        # prompt = positions up to and including the first '='
-        in_prompt = (eq.cumsum(dim=1) - eq) == 0
-        allowed = allowed | (in_prompt[:, :, None] & in_prompt[:, None, :])
-    if window is not None:
-        key_is_digit = sig >= 0
-        near = (sig[:, :, None] - sig[:, None, :]).abs() <= window
-        allowed = allowed & (near | ~key_is_digit[:, None, :])
-    return allowed[:, None]
-
-
-def relative_bucket(sig: torch.Tensor, clip: int) -> torch.Tensor:
-    """(B, T, T) bucket of each (query, key) pair: 0..2*clip for a digit key by clipped
-    significance difference, 2*clip+1 for a non-digit key."""
-    diff = (sig[:, :, None] - sig[:, None, :]).clamp(-clip, clip) + clip
-    return torch.where(sig[:, None, :] >= 0, diff, torch.full_like(diff, 2 * clip + 1))
 
 
 def rope_tables(T: int, head_dim: int, device, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -4,16 +4,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .record import CATEGORY_OF_CHECK, Record
+from .record import Record
 from .render import render_markdown
 from .store import CorruptLine, Store
 
-DEFAULT_PATH = Path("rca") / "records.jsonl"
+DEFAULT_PATH = Path(".looplm") / "rca.jsonl"     # project state beside the work, not in a package
 
 
 def store(path: str | Path | None = None) -> Store[Record]:
-    """The RCA store: PATH, else $LOOPLM_RCA, else ./rca/records.jsonl."""
+    """The RCA store: PATH, else $LOOPLM_RCA, else ./.looplm/rca.jsonl."""
     return Store(path or os.environ.get("LOOPLM_RCA") or DEFAULT_PATH, Record)
 
 
-__all__ = ["Record", "Store", "CorruptLine", "store", "render_markdown", "CATEGORY_OF_CHECK", "DEFAULT_PATH"]
+__all__ = ["Record", "Store", "CorruptLine", "store", "render_markdown", "DEFAULT_PATH"]

@@ -28,8 +28,3 @@ class Record(BaseModel):
     bugs: list[int] = Field(default_factory=list)       # the brief's bug catalog numbers
     draft: bool = False                                  # written by a failed gate, not yet reviewed
 
-
-# a check's prefix -> the category a failure of it most likely belongs to
-CATEGORY_OF_CHECK = {"kernel": "kernel", "data": "data", "eval": "evaluation", "checkpoint": "checkpoint",
-                     "model": "learning_dynamics", "train": "learning_dynamics", "spec": "architecture",
-                     "kb": "evaluation"}

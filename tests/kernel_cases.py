@@ -75,7 +75,7 @@ def build_looped(c: dict, device="cpu", dtype=torch.float32):
     idx, sig, plen = addition_rows(c["B"], c["digits"], c["format"], c["seed"])
     B, T = idx.shape
     D, H, V = c["D"], c["H"], len(ADDITION)
-    nreal = (idx != ADDITION.pad_id).sum(1)
+    nreal = idx != ADDITION.pad_id
     r = lambda *s, scale=0.05: (torch.randn(*s, generator=g) * scale)  # noqa: E731
     one = lambda: 1 + r(D, scale=0.1)  # noqa: E731
     w = Weights(one(), r(D), r(3 * D, D).to(dtype), r(D, D).to(dtype), one(), r(D), r(4 * D, D).to(dtype), r(4 * D),

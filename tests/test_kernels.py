@@ -9,7 +9,7 @@ from kernels import attention as A
 from kernels import emulator
 from kernels import halting as K
 from kernels import looped_block as LB
-from kernels.testing import assert_close
+from verifier.compare import assert_close
 from tests.kernel_cases import (attention_cases, build_attention, build_halting, build_looped, halting_cases,
                                 looped_cases)
 

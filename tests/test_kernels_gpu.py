@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from kernels import attention as A
 from kernels import halting as K
 from kernels import looped_block as LB
-from kernels.testing import assert_close
+from verifier.compare import assert_close
 from tests.kernel_cases import (attention_cases, build_attention, build_halting, build_looped, halting_cases,
                                 looped_cases)
 

@@ -11,11 +11,16 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import rca
-from rca import CATEGORY_OF_CHECK, Record
+from rca import Record
 
 from .result import Report, StepResult
 from .runner import run
 from .target import Target
+
+# a check's family (its name's prefix) -> the RCA category a failure of it most likely belongs to
+CATEGORY_OF_CHECK = {"kernel": "kernel", "data": "data", "eval": "evaluation", "checkpoint": "checkpoint",
+                     "model": "learning_dynamics", "train": "learning_dynamics", "spec": "architecture",
+                     "kb": "evaluation"}
 
 
 @dataclass
@@ -23,11 +28,15 @@ class Verdict:
     passed: bool
     report: Report
     records: list[Record] = field(default_factory=list)
+    check_size: str = ""          # what the cheap checks shrank of the configuration, and why
 
     def summary(self) -> str:
+        n = self.report.counts()
+        size = f"\n  checks ran at {self.check_size}" if self.check_size else ""
         if self.passed:
-            return f"gate passed: {len(self.report.steps)} gating steps"
-        lines = ["gate FAILED: training refused"]
+            return (f"gate passed: {n['pass']} of {len(self.report.steps)} gating steps ran and passed"
+                    + (f", {n['skip']} skipped" if n["skip"] else "") + size)
+        lines = ["gate FAILED: training refused" + (f" ({self.report.summary()})" if not n["fail"] else "")]
         for s, r in zip(self.report.failures(), self.records):
             lines.append(f"  step '{s.id}' ({s.check}): {s.message}")
             lines.append(f"    fix: {s.on_fail or '-'}   RCA draft: {r.id}")
@@ -47,7 +56,11 @@ def gate(target: Target, *, spec_name: str = "<spec>", rca_path: Optional[Path] 
     failures = [s for s in report.failures()]
     records = [rca.store(rca_path).append(draft_record(s, spec_name)) for s in failures]
     report.rca = [r.id for r in records]
-    return Verdict(not failures, report, records)
+    try:
+        size = target.design.check_size
+    except Exception:   # a system without a design declaration: nothing to say about sizes
+        size = ""
+    return Verdict(report.passed, report, records, size)
 
 
 def record_bypass(reason: str, command: str, rca_path: Optional[Path] = None) -> Record:

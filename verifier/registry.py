@@ -1,4 +1,5 @@
-"""Checks by name: each has a typed parameter model and a function (target, params) -> Result.
+"""Checks by name: each has a typed parameter model and a function (target, params) -> Result
+(or (target, params, step) for a check that reads its step, e.g. the sections it `uses`).
 
 A spec step names a check (`check: data.aligned_batches`) and gives its params; the runner
 validates the params against the check's model before running it, so a typo in a spec's
@@ -6,6 +7,7 @@ params fails at once with the step's position.
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Callable, Type
 
@@ -24,6 +26,10 @@ class Check:
     params: Type[BaseModel]
     run: Callable[..., Result]
     doc: str
+    wants_step: bool = False
+
+    def __call__(self, target, params, step) -> Result:
+        return self.run(target, params, step=step) if self.wants_step else self.run(target, params)
 
 
 CHECKS: dict[str, Check] = {}
@@ -34,7 +40,8 @@ def check(name: str, params: Type[BaseModel] = NoParams) -> Callable:
     def register(fn: Callable[..., Result]) -> Callable[..., Result]:
         if name in CHECKS:
             raise ValueError(f"check {name!r} registered twice")
-        CHECKS[name] = Check(name, params, fn, (fn.__doc__ or "").strip().split("\n")[0])
+        doc = " ".join((fn.__doc__ or "").strip().split("\n\n")[0].split())
+        CHECKS[name] = Check(name, params, fn, doc, "step" in inspect.signature(fn).parameters)
         return fn
     return register
 

@@ -1,8 +1,10 @@
-"""Run a spec's protocol: steps in order, per-step time limits, dependencies, one report.
+"""Run a spec's protocol: steps in order, dependencies, hang guards, one report.
 
 A step whose `needs` failed (or was skipped because of a failure) is skipped, saying which.
+A step needing a capability the system does not provide is skipped, naming the capability.
 A step that raises is a failure carrying the exception. The report passes when no required
-step failed.
+step failed and at least one step ran. Verdicts never depend on time: checks budget steps and
+samples, and a step's `timeout` only guards against a hang (set it far above the step's time).
 """
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ from pydantic import ValidationError
 from dsl.model import Step
 
 from . import registry
-from .result import Report, Result, StepResult, failed
+from .contract import ContractError, MissingCapability, not_provided
+from .result import Report, Result, StepResult, failed, skipped
 from .target import Target
 
 
@@ -46,11 +49,17 @@ def time_limit(seconds: float) -> Iterator[None]:
 
 
 def validate(spec) -> None:
-    """Every step names a registered check and gives it valid params (SpecError at the step)."""
+    """Every step names a registered check and gives it valid params, every symptom a known
+    detector (SpecError at the step or symptom)."""
+    from knowledge_base.detectors import DETECTORS
+    from dsl.errors import did_you_mean
+    for sym in spec.system.symptoms:
+        if sym.detector not in DETECTORS:
+            raise sym.fail(f"symptom '{sym.name}' names unknown detector '{sym.detector}'", "detector",
+                           hint=did_you_mean(sym.detector, DETECTORS))
     checks = registry.all_checks()
     for step in spec.system.steps:
         if step.check not in checks:
-            from dsl.errors import did_you_mean
             raise step.fail(f"step '{step.name}' runs unknown check '{step.check}'", "check",
                             hint=did_you_mean(step.check, checks))
         try:
@@ -99,10 +108,18 @@ def run_step(step: Step, target: Target) -> Result:
     params = chk.params.model_validate(_plain(step.params))
     try:
         with time_limit(step.timeout):
-            return chk.run(target, params)
+            return chk(target, params, step)
     except StepTimeout as e:
-        return failed(f"step {e}")
+        return failed(f"step {e} (a hang guard: the step did not finish)")
+    except MissingCapability as e:
+        return skipped(f"skipped: {e}", missing=e.capability)
+    except ContractError as e:
+        return failed(str(e))
     except Exception as e:  # a check that crashes has found something: report it, do not die
+        cap = not_provided(e)
+        if cap is not None:
+            return skipped(f"skipped: needs capability '{cap}' ({type(target.system).__name__} says: {e})",
+                           missing=cap)
         return failed(f"check raised {type(e).__name__}: {str(e)[:300]}", traceback.format_exc(limit=6))
 
 
@@ -120,6 +137,13 @@ def run_in_order(step: Step, target: Target, bad: set[str]) -> Result:
     return res
 
 
+def step_result(step: Step, res: Result, seconds: float) -> StepResult:
+    return StepResult(id=step.name, check=step.check, status=res.status, seconds=round(seconds, 3),
+                      measured=res.measured, margins=res.margins, margin=res.margin(), missing=res.missing,
+                      message=res.message, evidence=res.evidence, expect=step.expect, gates=step.gates,
+                      required=step.required, severity=step.severity, bugs=list(step.bugs), on_fail=step.on_fail)
+
+
 def run(target: Target, *, spec_name: str = "<spec>", only: Optional[list[str]] = None, gating: bool = False,
         on_step: Optional[Callable[[StepResult], None]] = None) -> Report:
     validate(target.spec)
@@ -128,14 +152,21 @@ def run(target: Target, *, spec_name: str = "<spec>", only: Optional[list[str]] 
     for step in select(target.spec.system.steps, only, gating):
         t0 = time.perf_counter()
         res = run_in_order(step, target, bad)
-        sr = StepResult(id=step.name, check=step.check, status=res.status, seconds=round(time.perf_counter() - t0, 3),
-                        measured=res.measured, message=res.message, evidence=res.evidence, gates=step.gates,
-                        required=step.required, severity=step.severity, bugs=list(step.bugs), on_fail=step.on_fail)
-        results.append(sr)
+        results.append(step_result(step, res, time.perf_counter() - t0))
         if on_step:
-            on_step(sr)
-    ok = not any(r.status == "fail" and r.required for r in results)
-    return Report(spec=spec_name, passed=ok, steps=results)
+            on_step(results[-1])
+    ran = sum(r.status != "skip" for r in results)
+    ok = not any(r.status == "fail" and r.required for r in results) and (ran > 0 or not results)
+    return Report(spec=spec_name, system=target.spec.system.implementation or "", kernels_on=target.where,
+                  system_file=_source_file(target.system), passed=ok, steps=results)
+
+
+def _source_file(system) -> str:
+    import inspect
+    try:
+        return inspect.getfile(type(system))
+    except (TypeError, OSError):
+        return ""
 
 
 def junit_xml(report: Report) -> str:

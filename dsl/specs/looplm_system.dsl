@@ -1,8 +1,8 @@
 ---
 title: "LoopLM System"
 source: "LoopLM_System_v3.dsl, root.md and plan.md (seeds), made executable"
-date: 2026-11-24
-version: "4.0"
+date: 2026-12-01
+version: "5.0"
 status: active
 tags: [looplm, cutile, addition, verification]
 ---
@@ -12,6 +12,8 @@ tags: [looplm, cutile, addition, verification]
 // `looplm verify` runs the protocol below against the real code; `looplm train` refuses
 // to start while a gating step fails.
 system LoopLM {
+  implementation: "looplm.system:LoopLMSystem"
+
   objective {
     goal: "Learn the addition algorithm from 1-4 digit operands and generalize to much longer numbers"
     question: "Does depth through time (one shared block applied L times) learn the algorithm where depth in space (GPT-L) memorizes?"
@@ -91,21 +93,18 @@ system LoopLM {
   }
 
   baseline gpt12 {
-    description: "GPT-12L: the same code with 12 distinct blocks, same width and training budget"
+    description: "GPT-12L: the same code with 12 distinct blocks (tied: false, n_loops: 12), same width and training budget"
     layers: 12
-    overrides: {tied: false, n_loops: 12}
   }
 
   baseline gpt12_tied {
-    description: "GPT-12L with all blocks holding the shared block's weights: must equal LoopLM-12"
+    description: "GPT-12L whose blocks all hold the shared block's weights (x0 re-injection and step embedding off): must equal LoopLM-12"
     layers: 12
-    tied: true
-    overrides: {tied: false, n_loops: 12, reinject: none, step_embedding: false}
   }
 
   kernel halting_update {
-    file: "kernels/halting.py"
-    function: halting_update_kernel
+    module: "kernels.halting"
+    function: halting_update_cutile
     reference: halting_update_reference
     description: "entropy of each row's softmax over the real vocabulary; update active mask, step counters and state"
     dtype: float32
@@ -124,10 +123,10 @@ system LoopLM {
   }
 
   kernel loop_attention {
-    file: "kernels/attention.py"
-    function: loop_attention_kernel
+    module: "kernels.attention"
+    function: loop_attention_cutile
     reference: loop_attention_reference
-    description: "causal attention with digit-significance bias and hard window, online softmax, x0 fused"
+    description: "causal attention with digit-significance bias and hard window, online softmax"
     dtype: bfloat16
     tiles: {MAX_TILE: 64, MIN_TILE: 16}
     padding: neg_inf
@@ -142,8 +141,8 @@ system LoopLM {
   }
 
   kernel looped_block {
-    file: "kernels/looped_block.py"
-    function: looped_block_kernel
+    module: "kernels.looped_block"
+    function: looped_block_cutile
     reference: looped_block_reference
     description: "persistent: all L loops of the shared block for a group of short sequences in one launch"
     dtype: bfloat16
@@ -156,15 +155,18 @@ system LoopLM {
     archs: [sm_80, sm_90, sm_100, sm_120]
   }
 
+  // Steps run in this order. Budgets are steps and samples, never seconds: a `timeout` is only
+  // a hang guard (default 600 s). The general properties (loop accounting, causality, halting
+  // semantics, the real training step, resume, kernel differential tests) hold for every
+  // correct looped system; the catalogued steps name the bugs of the seeds.
   protocol {
     step spec_config_sync {
       check: spec.config_sync
-      description: "every param of the spec is a field of looplm.config with the same type, default and choices"
+      description: "every param of the spec is a field of the system's config with the same type, default and choices"
       expect: "no drift between the spec and the code"
       on_fail: "update the spec or the config so that they agree"
       gates: true
       severity: critical
-      timeout: 10
     }
     step design_rules {
       check: spec.rules
@@ -174,13 +176,12 @@ system LoopLM {
       gates: true
       severity: major
       uses: [knowledge, architecture]
-      timeout: 10
     }
     step aligned_batches {
       check: data.aligned_batches
-      description: "print one decoded batch; every row starts at a problem boundary and holds one whole problem"
+      description: "print one decoded batch; every row starts at a problem boundary and holds whole problems"
       params: {batches: 4, batch_size: 64}
-      expect: "row 0 of every sample is an operand digit; every row decodes to a correct a+b=c"
+      expect: "every row decodes to whole, correct a+b=c problems from position 0"
       on_fail: "build batches from whole padded problems; never slice a token stream (loss stalls at ~1.28)"
       gates: true
       severity: critical
@@ -197,7 +198,7 @@ system LoopLM {
     }
     step forward_contract {
       check: model.forward_contract
-      expect: "forward(idx, targets) returns (logits, loss, halting) in train and eval mode alike"
+      expect: "forward(idx, targets) returns (logits, loss, steps) in train and eval mode alike"
       on_fail: "keep one return shape; put new outputs into the named halting result"
       gates: true
       severity: critical
@@ -205,18 +206,25 @@ system LoopLM {
     }
     step eval_mode_loss {
       check: model.eval_mode_loss
-      expect: "model.eval() with targets still returns a finite loss"
+      expect: "model.eval() with targets still returns the cross-entropy of its logits"
       on_fail: "compute the loss on the inference path too"
       gates: true
       severity: major
       needs: [forward_contract]
       bugs: [12]
     }
+    step loop_accounting {
+      check: model.loop_accounting
+      expect: "forward(loops=k) runs the block k times; steps count exactly the loops each token ran"
+      on_fail: "count loops per token where the loop runs; halted tokens stop counting"
+      gates: true
+      severity: critical
+      needs: [forward_contract]
+    }
     step autograd_connectivity {
       check: model.autograd_connectivity
-      params: {n_loops: 6}
-      expect: "the loss has a non-zero gradient w.r.t. the state entering every loop"
-      on_fail: "keep the loop's states out of in-place writes; append to a trajectory instead"
+      expect: "the final prediction's loss has a non-zero gradient w.r.t. the state entering every loop"
+      on_fail: "keep the loop's states out of in-place writes and detach(); append to a trajectory instead"
       gates: true
       severity: critical
       needs: [forward_contract]
@@ -224,21 +232,28 @@ system LoopLM {
     }
     step supervision_schedule {
       check: train.supervision_schedule
-      params: {n_loops: 8}
-      expect: "the configured supervision puts loss weight on the loops it names and no others"
+      expect: "the loss reaches the predictions of the loops the declared schedule names and no others"
       on_fail: "supervise the later loops only (half) unless you mean otherwise"
       gates: true
       severity: major
       needs: [forward_contract]
       bugs: [11]
     }
-    step halted_state_frozen {
-      check: model.halted_state_frozen
-      expect: "a halted token's state does not change in later loops; block-token applications are counted"
-      on_fail: "update the state with a mask: h = where(active, new, h)"
+    step causality {
+      check: model.causality
+      expect: "outputs at or before t ignore later tokens and other rows, halting off and on, on every path"
+      on_fail: "mask attention to later positions and to other sequences; halt from a token's own prediction"
+      gates: true
+      severity: critical
+      needs: [forward_contract]
+    }
+    step halting_semantics {
+      check: model.halting_semantics
+      expect: "a token halts at the first loop its entropy is below the threshold, then keeps its state; kernel = reference"
+      on_fail: "update the state with a mask: h = where(active, new, h); compare the kernel's decisions with the reference"
       gates: true
       severity: major
-      needs: [forward_contract]
+      needs: [loop_accounting]
     }
     step block_parity {
       check: model.block_parity
@@ -250,12 +265,22 @@ system LoopLM {
     }
     step temporal_parity {
       check: model.temporal_parity
-      params: {n_loops: 6, tolerance: 1e-5}
+      params: {tolerance: 1e-5}
       expect: "LoopLM with L loops equals GPT-L whose L blocks hold the shared weights"
       on_fail: "the loop adds something the stack does not (x0, step embedding) or loses the graph"
       gates: true
       severity: major
       uses: [baseline.gpt12_tied]
+    }
+    step train_step_smoke {
+      check: train.step_smoke
+      params: {steps: 12, batch_size: 16}
+      expect: "the real training step: finite falling loss, every parameter trained, clipped, scheduled as declared"
+      on_fail: "the training loop and the model disagree (a stale caller, a missing parameter, a lost clip): fix the loop"
+      gates: true
+      severity: critical
+      needs: [forward_contract]
+      bugs: [10]
     }
     step strict_checkpoint_load {
       check: checkpoint.strict_load
@@ -264,6 +289,15 @@ system LoopLM {
       gates: true
       severity: critical
       bugs: [9]
+    }
+    step resume_equivalence {
+      check: train.resume_equivalence
+      params: {first: 6, then: 6}
+      expect: "N steps, a checkpoint and M more steps equal N + M straight steps"
+      on_fail: "save and restore the optimizer, the step, the RNG and the data position with the weights"
+      gates: true
+      severity: major
+      needs: [strict_checkpoint_load, train_step_smoke]
     }
     step format_parity {
       check: eval.format_parity
@@ -275,36 +309,50 @@ system LoopLM {
       needs: [strict_checkpoint_load]
       bugs: [3]
     }
+    step generation_parity {
+      check: eval.generation_parity
+      expect: "the eval's teacher-forced exact match equals real greedy generation"
+      on_fail: "evaluate with the function that generates; no shortcut that sees the answer"
+      gates: true
+      severity: major
+      needs: [format_parity]
+    }
     step padded_vocab_mask {
       check: kernel.padded_vocab_mask
       params: {vocab: [14, 65, 1000]}
-      expect: "entropy over a vocabulary padded to a power of two equals the unpadded float64 entropy"
+      expect: "with a vocabulary padded to a power of two, the kernel equals its unpadded reference"
       on_fail: "mask padded columns by the real vocab size before exp"
       gates: true
       severity: critical
       uses: [kernel.halting_update]
       bugs: [5]
-      timeout: 300 // on a GPU the first launch of each shape JIT-compiles (~20 s each)
     }
     step nan_guard {
       check: kernel.nan_guard
-      expect: "rows of -inf, +-1e30 and mixed logits give finite entropy and a sane halt decision"
+      expect: "rows of -inf, +-1e30 and mixed logits give finite entropy and the reference's halt decisions"
       on_fail: "guard (-inf) - (-inf); never compare NaN with a threshold"
       gates: true
       severity: critical
       uses: [kernel.halting_update]
       bugs: [6]
-      timeout: 300 // on a GPU the first launch of each shape JIT-compiles (~20 s each)
     }
     step tile_index_probe {
       check: kernel.tile_index_probe
-      expect: "an arange input with NaN-poisoned outputs comes back complete and in order"
+      expect: "distinct inputs over several tiles in every dimension, outputs poisoned: every element comes back in place"
       on_fail: "ct.load/ct.store index= counts tiles; do not multiply by the tile size"
       gates: true
       severity: critical
       uses: [kernel.halting_update]
       bugs: [7]
-      timeout: 300 // on a GPU the first launch of each shape JIT-compiles (~20 s each)
+    }
+    step kernel_differential {
+      check: kernel.differential
+      params: {examples: 6}
+      expect: "every kernel equals its reference at the declared shapes and at drawn multi-tile shapes"
+      on_fail: "reproduce the failing shape with the printed call and diff the kernel against the reference"
+      gates: true
+      severity: critical
+      uses: [kernel.halting_update, kernel.loop_attention, kernel.looped_block]
     }
     step kernel_compile {
       check: kernel.compile
@@ -315,25 +363,22 @@ system LoopLM {
       severity: critical
       uses: [kernel.halting_update, kernel.loop_attention, kernel.looped_block]
       bugs: [8]
-      timeout: 300
     }
     step inference_parity {
       check: kernel.inference_parity
-      expect: "the fused looped-block kernel predicts what the reference path predicts, also after the weights change"
+      expect: "the kernel inference path predicts what the reference path predicts, also after the weights change"
       on_fail: "never cache weight copies across optimizer steps; compare against the reference path"
       gates: true
       severity: critical
-      uses: [kernel.looped_block]
     }
     step overfit_batch {
       check: train.overfit_batch
       params: {steps: 300, target_loss: 0.1, batch_size: 16}
-      expect: "a single fixed batch is driven below loss 0.1 within 300 steps"
+      expect: "a single fixed batch is driven below loss 0.1 within 300 steps of the real training step"
       on_fail: "there is a bug: fix it, do not tune"
       gates: true
       severity: critical
-      needs: [aligned_batches, answer_only_targets, autograd_connectivity]
-      timeout: 120
+      needs: [aligned_batches, answer_only_targets, autograd_connectivity, train_step_smoke]
     }
     step claims {
       check: kb.claims
@@ -486,35 +531,11 @@ system LoopLM {
     }
   }
 
-  tuning {
-    lr: [0.001, 0.003, 0.01]
-    n_loops: [4, 8, 12, 24]
-    position: [abacus, relative, windowed]
-    reinject: [none, add]
-  }
-
   infrastructure {
-    device: "NVIDIA H100 80GB HBM3 (sm_90), torch 2.11 + CUDA 13.0; seeds used an RTX 5070 (sm_120)"
-    archs: [sm_80, sm_90, sm_100, sm_120]
-    dtype: bfloat16
+    device: "NVIDIA H200 (sm_90; earlier an H100), torch 2.11 + CUDA 13.0; seeds used an RTX 5070 (sm_120)"
     python: "3.10+"
     cuda: "13.0 driver; tileiras 13.4 with its own ptxas and libnvvm"
     cutile: "cuda-tile 1.7.0"
     ci: "bash .ci/run on a CPU: tests, spec check, AOT kernel compile"
-  }
-
-  future {
-    idea learned_halt_gate {
-      summary: "a learned exit gate (PonderNet/Ouro style) in place of the entropy threshold"
-      status: in_progress
-    }
-    idea normal_order_carry {
-      summary: "normal-order addition where the carry must travel through the loop, more loops for longer numbers"
-      status: in_progress
-    }
-    idea multiplication {
-      summary: "multi-digit multiplication with the same windowed significance bias"
-      depends: [normal_order_carry]
-    }
   }
 }

@@ -1,17 +1,18 @@
-"""The data pipeline, read back the way a person would: decode the batches and look."""
+"""The data pipeline, read back the way a person would: decode the batches and look.
+
+Rows are read through the system's declared layout (packed or one example per row, the
+prompt's last token, the end token, the pad, the ignore index) and its task oracle, so a
+correct pipeline of another design is no alarm.
+"""
 from __future__ import annotations
 
 import itertools
-import re
+from typing import Any, Iterator
 
-from looplm import data as D
-from looplm.tokens import END, EQUALS, PLUS
-
+from ..contract import Layout
 from ..registry import Params, check
 from ..result import failed, passed
 from ..target import Target
-
-_PROBLEM = re.compile(r"^(\d+)\+(\d+)=(\d+)$")
 
 
 class BatchParams(Params):
@@ -19,61 +20,109 @@ class BatchParams(Params):
     batch_size: int = 64
 
 
-def _decode_rows(target: Target, p: BatchParams):
-    d, t = target.config.data, target.config.train
-    stream = D.train_batches(p.batch_size, d.min_digits, d.max_digits, d.format, seed=t.seed)
-    for batch in itertools.islice(stream, p.batches):
-        for row, tgt in zip(batch.idx, batch.targets):
-            yield target.vocab.decode(row).rstrip(target.vocab.pad), tgt
+def tensors(batch: Any):
+    """(idx, targets) of a batch object (attributes) or pair."""
+    if hasattr(batch, "idx") and hasattr(batch, "targets"):
+        return batch.idx, batch.targets
+    idx, targets = batch
+    return idx, targets
 
 
-def _sum_ok(text: str, fmt: str) -> bool:
-    """Does this row hold exactly one whole problem a+b=c with the correct sum?"""
-    m = _PROBLEM.match(text)
-    if not m:
-        return False
-    a, b, c = m.groups()
-    if fmt == "reversed":
-        return int(a[::-1]) + int(b[::-1]) == int(c[::-1])
-    return int(a) + int(b) == int(c)
+def layout(target: Target) -> Layout:
+    lay = target.design.layout
+    if lay is None:
+        from ..contract import MissingCapability
+        raise MissingCapability("design", target.system, "design() declares no layout")
+    return lay
+
+
+def row_tokens(sys: Any, lay: Layout, idx_row) -> str:
+    """The row's text: its input tokens up to the padding, plus the end token that teacher
+    forcing leaves out of the input when the last example ends the row."""
+    text = sys.decode([int(t) for t in idx_row]).rstrip(lay.pad)
+    last = text.rfind(lay.prompt_end)
+    if last >= 0 and lay.end not in text[last:]:
+        text += lay.end
+    return text
+
+
+def split_examples(text: str, lay: Layout) -> tuple[list[tuple[str, str]], str]:
+    """(prompt, answer) of each whole example from the row's start, and what is left over."""
+    out, rest = [], text
+    while rest:
+        end = rest.find(lay.end)
+        cut = rest.find(lay.prompt_end)
+        if end < 0 or cut < 0 or cut > end:
+            break
+        out.append((rest[:cut + 1], rest[cut + 1:end]))
+        rest = rest[end + 1:]
+    return out, rest
+
+
+def rows(target: Target, p: BatchParams) -> Iterator[tuple[str, Any, Any]]:
+    sys = target.need("data")
+    for batch in itertools.islice(sys.train_batches(p.batch_size, target.seed), p.batches):
+        idx, tgt = tensors(batch)
+        for r, t in zip(idx, tgt):
+            yield r, t
+
+
+def _row_problem(sys: Any, lay: Layout, text: str) -> str | None:
+    examples, rest = split_examples(text, lay)
+    if not examples:
+        return "no whole example starting at position 0"
+    if not lay.packed and len(examples) > 1:
+        return f"{len(examples)} examples in a row the layout declares unpacked"
+    if rest.strip(lay.pad):
+        return f"left over after the last whole example: {rest!r}"
+    wrong = [f"{q}{a}" for q, a in examples if not sys.check_example(q, a)]
+    return f"not a correct example: {wrong[0]!r}" if wrong else None
 
 
 @check("data.aligned_batches", BatchParams)
 def aligned_batches(target: Target, p: BatchParams):
-    """Every training row starts at a problem boundary and holds one whole, correct problem."""
-    fmt = target.config.data.format
-    rows = [text for text, _ in _decode_rows(target, p)]
-    # the row is fed without its final end token (teacher forcing): it ends mid-answer by design
-    bad = [text for text in rows if not _sum_ok(text, fmt)]
-    shown = "\n".join(f"  {r!r}" for r in rows[:4])
+    """Every training row starts at an example boundary and holds whole, correct examples."""
+    sys, lay = target.need("task"), layout(target)
+    texts = [row_tokens(sys, lay, r) for r, _ in rows(target, p)]
+    bad = [(t, why) for t in texts if (why := _row_problem(sys, lay, t))]
+    shown = "\n".join(f"  {t!r}" for t in texts[:4])
     if bad:
-        return failed(f"{len(bad)}/{len(rows)} rows are not one whole problem starting at position 0",
-                      "first bad rows:\n" + "\n".join(f"  {r!r}" for r in bad[:4]) + "\ndecoded batch:\n" + shown,
-                      bad_rows=len(bad), rows=len(rows))
-    return passed(f"{len(rows)} rows, each one whole {fmt}-order problem", "decoded batch:\n" + shown, rows=len(rows))
+        return failed(f"{len(bad)}/{len(texts)} rows are not whole examples starting at position 0",
+                      "first bad rows:\n" + "\n".join(f"  {t!r}: {why}" for t, why in bad[:4])
+                      + "\ndecoded batch:\n" + shown, bad_rows=len(bad), rows=len(texts))
+    layout_word = "packed" if lay.packed else "one example per row"
+    return passed(f"{len(texts)} rows of whole, correct examples ({layout_word})", "decoded batch:\n" + shown,
+                  rows=len(texts))
+
+
+def expected_targets(sys: Any, lay: Layout, text: str, T: int) -> list[int]:
+    """Answer-only next-token targets of a row: position t holds the token at t + 1 when that
+    token is part of an answer (after prompt_end, up to and including end), else ignore."""
+    want, in_answer = [lay.ignore_index] * T, False
+    for t, ch in enumerate(text):
+        if t >= 1 and in_answer and t - 1 < T:
+            want[t - 1] = sys.encode(ch)[0]
+        if ch == lay.prompt_end:
+            in_answer = True
+        elif ch == lay.end:
+            in_answer = False
+    return want
 
 
 @check("data.answer_only_targets", BatchParams)
 def answer_only_targets(target: Target, p: BatchParams):
-    """Targets are the answer digits and the end token; everything else is ignored."""
-    vocab = target.vocab
+    """Targets are the answer tokens and the end token; every other position is ignored."""
+    sys, lay = target.need("data"), layout(target)
     bad, n, wasted = [], 0, 0
-    for text, tgt in _decode_rows(target, p.model_copy(update={"batches": 1})):
+    for r, t in rows(target, p.model_copy(update={"batches": 1})):
         n += 1
-        m = _PROBLEM.match(text)
-        if not m:
-            bad.append(f"undecodable row {text!r}")
-            continue
-        prompt_len = text.index(EQUALS) + 1
-        answer = m.group(3) + END
-        want = [-100] * (prompt_len - 1) + vocab.encode(answer)
-        got = tgt.tolist()
-        have = got[: len(want)]
-        wasted += sum(1 for i, v in enumerate(got) if v != D.IGNORE and i < prompt_len - 1)
-        if have != want or any(v != D.IGNORE for v in got[len(want):]):
-            shown = "".join("_" if v == D.IGNORE else vocab.chars[v] for v in got)
-            bad.append(f"row {text!r}: targets {shown!r}, want {'_' * (prompt_len - 1) + answer!r}")
+        text = row_tokens(sys, lay, r)
+        want, got = expected_targets(sys, lay, text, len(t)), [int(v) for v in t]
+        wasted += sum(1 for g, w in zip(got, want) if g != lay.ignore_index and w == lay.ignore_index)
+        if got != want:
+            show = lambda ts: "".join("_" if v == lay.ignore_index else sys.decode([v]) for v in ts)  # noqa: E731
+            bad.append(f"row {text!r}: targets {show(got)!r}, want {show(want)!r}")
     if bad:
         return failed(f"{len(bad)}/{n} rows target more (or less) than the answer", "\n".join(bad[:4]),
                       bad_rows=len(bad), prompt_targets=wasted)
-    return passed(f"{n} rows: only answer digits and '{END}' are targets (prompt, '{PLUS}', padding ignored)", rows=n)
+    return passed(f"{n} rows: only answer tokens and {lay.end!r} are targets (prompt and padding ignored)", rows=n)

@@ -1,177 +1,272 @@
-"""Kernel invariants, checked by running the kernels themselves: on the GPU through cuTile,
-elsewhere through the CPU emulator (same source), plus ahead-of-time compilation."""
+"""Kernels against their references, run through the functions the spec names: on the GPU
+through cuTile (--device cuda), elsewhere through the CPU emulator of the same kernel source.
+
+Every run NaN-poisons the kernel's outputs first (floats NaN, integers offset, booleans
+inverted), so an element the kernel never writes fails the comparison. The catalogued probes
+(padded vocabulary, NaN guard, tile index) are differential runs on the inputs that expose
+their bug; `kernel.differential` adds every declared shape and hypothesis-drawn shapes that
+span several tiles in every tiled dimension.
+"""
 from __future__ import annotations
 
-import math
 import time
+from typing import Any, Optional
 
 import torch
 
-from kernels import aot as AOT
-from kernels import halting as K
-from kernels import tile as TL
-
+from ..binding import BoundKernel
+from ..compare import mismatch
+from ..contract import KernelCase, MissingCapability, validated
+from ..kernel_build import compile_all, cutile_installed, tile_problems
 from ..registry import Params, check
 from ..result import failed, passed, skipped
 from ..target import Target
+from .common import to
+
+_DTYPE = {"float32": torch.float32, "bfloat16": torch.float32, "float16": torch.float32}  # fp32 inputs
 
 
-def _device(target: Target) -> str:
-    return "cuda" if target.device == "cuda" and torch.cuda.is_available() else "cpu"
+def used_kernels(target: Target, step) -> list[tuple[BoundKernel, KernelCase]]:
+    """The kernels the step `uses` (all declared ones if it names none), with their cases."""
+    names = [u.split(".", 1)[1] for u in (step.uses if step else ()) if u.startswith("kernel.")]
+    names = names or list(target.kernels)
+    if not names:
+        raise MissingCapability("kernels", target.system, "the spec declares no kernels")
+    cases = target.need("kernels").kernel_cases()
+    out = []
+    for name in names:
+        bk = target.kernels[name]
+        if bk.function is None or bk.reference is None or name not in cases:
+            raise MissingCapability("kernels", target.system, f"kernel '{name}' lacks a function, a reference "
+                                    f"or a case in kernel_cases()")
+        out.append((bk, validated(KernelCase, cases[name], f"kernel_cases()['{name}']")))
+    return out
 
 
-def _where(target: Target) -> str:
-    return "cuTile on the GPU" if _device(target) == "cuda" else "the CPU emulator"
+def poison(want: Any) -> Any:
+    """Output buffers shaped like the reference's, filled so that an unwritten element shows."""
+    if isinstance(want, (tuple, list)):
+        return tuple(poison(w) for w in want)
+    if want.is_floating_point():
+        return torch.full_like(want, float("nan"))
+    if want.dtype == torch.bool:
+        return ~want
+    return want + 12345
+
+
+def _flat(x: Any) -> list:
+    return list(x) if isinstance(x, (tuple, list)) else [x]
+
+
+def run_case(bk: BoundKernel, case: KernelCase, shape: dict, seed: int, kind: str, device: str) -> Optional[str]:
+    """Kernel vs reference on one input: None, or what differs."""
+    args, kw = case.make(dict(shape), seed, kind)
+    args = to(args, torch.device(device))
+    want = bk.reference(*args, **kw)
+    got = bk.function(*args, **kw, out=poison(want))
+    if case.compare is not None:
+        return case.compare(_cpu(got), _cpu(want), _cpu(args))
+    for i, (g, w) in enumerate(zip(_flat(got), _flat(want))):
+        g, w = g.detach().cpu(), w.detach().cpu()
+        if w.is_floating_point():
+            problem = mismatch(f"{bk.spec.name}[{i}]", g, w, _DTYPE[bk.spec.dtype], **shape)
+        else:
+            problem = None if torch.equal(g, w) else f"{bk.spec.name}[{i}]: {int((g != w).sum())} elements differ"
+        if problem:
+            return problem
+    return None
+
+
+def _cpu(x: Any) -> Any:
+    return to(x, torch.device("cpu"))
+
+
+def declared_shapes(bk: BoundKernel, case: KernelCase, device: str) -> list[dict]:
+    """The spec's shapes; on the emulator each dim is capped at the top of the case's drawing
+    range (which spans several tiles of every tiled dim), so that a CPU run takes seconds."""
+    shapes = [dict(s) for s in bk.spec.shapes] or [{d: hi for d, (lo, hi) in case.dims.items()}]
+    if device == "cuda":
+        return shapes
+    return [{d: min(v, case.dims[d][1]) if d in case.dims else v for d, v in s.items()} for s in shapes]
+
+
+def _first_failure(target: Target, runs) -> Optional[str]:
+    for bk, case, shape, seed, kind in runs:
+        problem = run_case(bk, case, shape, seed, kind, target.device)
+        if problem:
+            return f"{bk.spec.name} {shape} (seed {seed}, {kind} inputs): {problem}"
+    return None
 
 
 class VocabParams(Params):
     vocab: list[int] = [14, 65, 1000]
     rows: int = 96
-    tolerance: float = 1e-4
 
 
 @check("kernel.padded_vocab_mask", VocabParams)
-def padded_vocab_mask(target: Target, p: VocabParams):
-    """Entropy over a vocabulary padded to a power of two equals the unpadded float64 entropy."""
-    dev, gen, worst = _device(target), target.generator(), {}
-    for V in p.vocab:
-        logits = (torch.randn(p.rows, V, generator=gen) * 3).to(dev)
-        got = K.entropy_cutile(logits).double().cpu()
-        want = K.entropy_oracle(logits.cpu())
-        worst[V] = float((got - want).abs().max())
-        if not worst[V] <= p.tolerance:
-            pad = TL.next_pow2(V) - V
-            return failed(f"V={V} (padded by {pad} columns): entropy off by {worst[V]:.3g} nats; padded columns "
-                          f"leak into the softmax sum (exp(0)=1 per zero-padded column)", max_error=worst)
-    return passed(f"entropy matches float64 for V={p.vocab} on {_where(target)}", max_error=worst)
+def padded_vocab_mask(target: Target, p: VocabParams, step=None):
+    """With the masked dimension (the vocabulary) at sizes that are not powers of two, the kernel
+    equals its unpadded reference: padded columns never leak into the softmax."""
+    runs = []
+    for bk, case in used_kernels(target, step):
+        dim = bk.spec.mask_columns_by
+        if dim:
+            base = declared_shapes(bk, case, target.device)[0]
+            rows = next(iter(base))                      # a shape's first dim counts its rows
+            runs += [(bk, case, {**base, rows: p.rows, dim: v}, target.seed + v, "random") for v in p.vocab]
+    if not runs:
+        return skipped("no used kernel declares `mask_columns_by`")
+    problem = _first_failure(target, runs)
+    if problem:
+        return failed(f"padded vocabulary columns change the result: {problem}")
+    return passed(f"{len(runs)} runs at vocabulary {p.vocab} equal the reference on {target.where}", runs=len(runs))
 
 
 @check("kernel.nan_guard")
-def nan_guard(target: Target, params):
-    """Rows of -inf, +-1e30, +inf and mixes give finite entropy and sane halt decisions."""
-    dev, V = _device(target), 14
-    rows = torch.randn(8, V)
-    rows[0] = -math.inf                       # nothing possible: must not halt
-    rows[1, 5:] = -math.inf                   # some columns impossible
-    rows[2] = 1e30                            # huge and equal: uniform
-    rows[3, 0] = 1e30                         # one huge: certain
-    rows[4, 0] = math.inf                     # +inf: certain
-    rows[5, :2] = math.inf                    # two +inf: uniform over them
-    rows[6] = -1e30
-    rows[7, 1:] = -math.inf                   # exactly one possible token: certain
-    M, D = rows.shape[0], 8
-    state = torch.arange(M * D, dtype=torch.float32).view(M, D)
-    args = (rows.to(dev), (state + 1000).to(dev), state.to(dev), torch.ones(M, dtype=torch.bool, device=dev),
-            torch.zeros(M, dtype=torch.int32, device=dev), torch.full((M,), 0.1, device=dev))
-    _, active, steps, ent = (t.cpu() for t in K.halting_update_cutile(*args))
-    want = K.entropy_oracle(rows)
-    if torch.isnan(ent).any():
-        return failed(f"NaN entropy for rows {torch.isnan(ent).nonzero().flatten().tolist()}: (-inf) - (-inf) "
-                      f"reaches the comparison, and NaN < threshold makes tokens halt at step 0",
-                      entropy=[float(x) for x in ent])
-    halted = (~active).tolist()
-    expect = [False, None, False, True, True, False, False, True]   # None: depends on the random row
-    wrong = [i for i, (h, e) in enumerate(zip(halted, expect)) if e is not None and h != e]
-    err = float((ent.double() - want).abs().max())
-    if wrong or err > 1e-5 or not (steps == 1).all():
-        return failed(f"halt decisions wrong for rows {wrong} or entropy off by {err:.2g}",
-                      entropy=[float(x) for x in ent], halted=halted)
-    return passed(f"finite entropy for -inf/+inf/1e30 rows on {_where(target)}; halt decisions sane",
-                  max_error=err, halted=halted)
+def nan_guard(target: Target, params, step=None):
+    """Inputs of -inf, +inf and +-1e30 (whole rows impossible) give finite outputs equal to the
+    reference's: no (-inf) - (-inf) = NaN reaches a comparison."""
+    runs = [(bk, case, declared_shapes(bk, case, target.device)[0], target.seed + i, "extreme")
+            for i, (bk, case) in enumerate(used_kernels(target, step)) if "extreme" in case.kinds]
+    if not runs:
+        return skipped("no used kernel takes extreme inputs")
+    problem = _first_failure(target, runs)
+    if problem:
+        return failed(f"extreme inputs: {problem}")
+    return passed(f"finite, reference-equal outputs for -inf/+inf/1e30 inputs on {target.where}", runs=len(runs))
 
 
 @check("kernel.tile_index_probe")
-def tile_index_probe(target: Target, params):
-    """An arange input with NaN-poisoned outputs comes back complete and in order."""
-    dev = _device(target)
-    M, V, D = 5 * K.BLOCK_M + 3, 14, 96            # several blocks, a ragged last one, D not a tile multiple
-    logits = (torch.arange(M * V, dtype=torch.float32).view(M, V) % 11).to(dev)
-    state = torch.arange(M * D, dtype=torch.float32).view(M, D).to(dev)
-    new = -state - 1
-    active = (torch.arange(M) % 3 != 0).to(dev)
-    steps = torch.arange(M, dtype=torch.int32).to(dev)
-    thr = torch.zeros(M, device=dev)
-    outs = (torch.full((M, D), math.nan, device=dev), torch.zeros(M, dtype=torch.bool, device=dev),
-            torch.full((M,), -7, dtype=torch.int32, device=dev))
-    entropy = torch.full((M,), math.nan, device=dev)
+def tile_index_probe(target: Target, params, step=None):
+    """At shapes spanning several tiles in every tiled dimension (a ragged last tile included),
+    with distinct ordered inputs and poisoned outputs, every output element comes back where it
+    belongs: tile indices are not multiplied by the tile size."""
+    runs = [(bk, case, {d: hi for d, (lo, hi) in case.dims.items()}, target.seed,
+             "arange" if "arange" in case.kinds else "random") for bk, case in used_kernels(target, step)]
+    problem = _first_failure(target, runs)
+    if problem:
+        return failed(f"outputs missing or misplaced: {problem}")
+    return passed(f"{len(runs)} multi-tile probes complete and in order on {target.where}",
+                  shapes=[r[2] for r in runs])
+
+
+class DifferentialParams(Params):
+    examples: int = 8         # hypothesis-drawn shapes per kernel
+
+
+def _drawn(target: Target, bk: BoundKernel, case: KernelCase, n: int) -> Optional[str]:
+    """n hypothesis-drawn (shape, seed, kind): the first failure with its reproduction, or None."""
+    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import strategies as st
+    shapes = st.fixed_dictionaries({d: st.integers(lo, hi) for d, (lo, hi) in case.dims.items()})
+    found: list[str] = []
+
+    @settings(max_examples=n, derandomize=True, database=None, deadline=None, phases=[Phase.explicit, Phase.generate],
+              suppress_health_check=list(HealthCheck))
+    @given(shape=shapes, seed=st.integers(0, 2**16), kind=st.sampled_from([k for k in case.kinds if k != "arange"]))
+    def prop(shape, seed, kind):
+        problem = run_case(bk, case, shape, seed, kind, target.device)
+        if problem:
+            found.append(f"{bk.spec.name} {shape} (seed {seed}, {kind}): {problem}; reproduce with "
+                         f"kernel_cases()[{bk.spec.name!r}]['make']({shape}, {seed}, {kind!r})")
+            raise AssertionError(problem)
     try:
-        K._launch(logits, new, state, active, steps, thr, True, out=(outs, entropy))
-    except Exception as e:  # an element-scaled tile index walks off the array
-        return failed(f"kernel launch failed on the probe: {type(e).__name__}: {str(e)[:200]}")
-    got_state, got_steps, ent = outs[0].cpu(), outs[2].cpu(), entropy.cpu()
-    want_state = torch.where(active.cpu()[:, None], new.cpu(), state.cpu())
-    unwritten = int(torch.isnan(got_state).sum() + torch.isnan(ent).sum() + (got_steps == -7).sum())
-    misplaced = int((got_state != want_state).sum()) - int(torch.isnan(got_state).sum())
-    if unwritten or misplaced or not torch.equal(got_steps, steps.cpu() + active.cpu().int()):
-        bad_rows = sorted(set((torch.isnan(got_state).any(1) | (got_state != want_state).any(1)).nonzero().flatten().tolist()))
-        return failed(f"{unwritten} output elements never written, {misplaced} written in the wrong place "
-                      f"(rows {bad_rows[:12]}...): tile indices scaled by the tile size skip tiles",
-                      unwritten=unwritten, misplaced=misplaced)
-    return passed(f"{M} rows x {D} state columns, every element written in order on {_where(target)}", rows=M)
+        prop()
+    except AssertionError:
+        return found[0] if found else "hypothesis reported a failure"
+    return None
 
 
-@check("kernel.inference_parity")
-def inference_parity(target: Target, params):
-    """The fused looped-block path (cuTile, or its emulation here) gives the reference path's
-    predictions, and still does after the weights change in place (no stale weight copies)."""
-    from kernels import dispatch
-    from looplm import model as M
-    from looplm.data import make_batch, problems
-    dev = _device(target)
-    cfg = target.small(n_loops=3)
-    m = cfg.model
-    if not m.tied or m.reinject == "adapter" or m.position == "rope" or cfg.halting.mode == "gate":
-        return skipped("this architecture runs the per-loop path at inference (no fused kernel)")
-    torch.manual_seed(target.seed)
-    model = M.LoopLM(cfg, target.vocab).to(dev).eval()
-    d = cfg.data
-    idx = make_batch(problems(24, d.min_digits, d.max_digits, seed=5), d.format).idx.to(dev)
-    real = idx != target.vocab.pad_id
-    # the training optimizer itself: fused AdamW updates weights without bumping their version
-    from looplm.train import optimizer
-    opt = optimizer(model, cfg.train.model_copy(update={"lr": 0.05}), fused=True)
-    agree = []
-    for round_ in range(2):
-        with torch.no_grad():
-            fused = dispatch.looped_inference(model, idx, 3, cfg.halting)
-            if fused is None:
-                return skipped(f"shape {tuple(idx.shape)} is outside the fused kernel's limits")
-            ref = model(idx, trace=True).logits            # trace=True keeps the reference path
-        agree.append(float((fused[0].argmax(-1) == ref.argmax(-1))[real].float().mean()))
-        err = float((fused[0] - ref)[real].abs().max())
-        if agree[-1] < 0.99 or err > 0.1:
-            return failed(f"{'after an in-place weight update, ' if round_ else ''}fused and reference predictions "
-                          f"differ: argmax agreement {agree[-1]:.1%}, max |diff| {err:.3g}", agreement=agree)
-        model.train()
-        model(idx, make_batch(problems(24, d.min_digits, d.max_digits, seed=5), d.format).targets.to(dev)).loss.backward()
-        opt.step()                                          # change every weight in place
-        opt.zero_grad()
-        model.eval()
-    return passed(f"fused path = reference path before and after an in-place update (agreement "
-                  f"{agree[0]:.1%}, {agree[1]:.1%}) on {_where(target)}", agreement=agree)
+@check("kernel.differential", DifferentialParams)
+def differential(target: Target, p: DifferentialParams, step=None):
+    """Every used kernel equals its declared reference at every declared shape and at
+    hypothesis-drawn shapes spanning several tiles, random and extreme inputs, outputs poisoned."""
+    total = 0
+    for bk, case in used_kernels(target, step):
+        shapes = declared_shapes(bk, case, target.device)
+        problem = _first_failure(target, [(bk, case, s, target.seed + i, "random") for i, s in enumerate(shapes)])
+        problem = problem or _drawn(target, bk, case, p.examples)
+        total += len(shapes) + p.examples
+        if problem:
+            return failed(f"kernel differs from its reference: {problem}")
+    return passed(f"{total} shapes (declared and drawn) equal their references on {target.where}", runs=total)
 
 
 class CompileParams(Params):
-    archs: list[str] = ["sm_90"]
+    archs: Optional[list[str]] = None     # default: each kernel's declared archs
     quick: bool = True
 
 
 @check("kernel.compile", CompileParams)
-def compile_kernels(target: Target, p: CompileParams):
-    """Every declared kernel: power-of-two tiles for every declared shape, spec constants equal
-    to the code's, and an ahead-of-time compile (quick: one signature per kernel)."""
-    if not target.spec.system.kernels:
+def compile_kernels(target: Target, p: CompileParams, step=None):
+    """Every used kernel: power-of-two tiles for every declared shape, the spec's tile constants
+    equal to the code's, and an ahead-of-time compile (quick: one signature per kernel)."""
+    bound = [bk for bk, _ in used_kernels(target, step)] if target.kernels else []
+    if not bound:
         return skipped("the spec declares no kernels")
-    problems = AOT.tile_problems(target.spec)
+    problems = tile_problems(bound)
     if problems:
         return failed(f"{len(problems)} tile problem(s): cuTile rejects non-power-of-two tiles (TileTypeError)",
                       "\n".join(problems), problems=len(problems))
-    if not TL.HAVE_CUTILE:
+    if not cutile_installed():
         return skipped("tiles are powers of two; cuda.tile is not installed here, so nothing was compiled")
     t0 = time.perf_counter()
     try:
-        built = AOT.compile_all(target.spec, p.archs, quick=p.quick)
+        built = compile_all(bound, p.archs, quick=p.quick)
     except Exception as e:
         return failed(f"a kernel does not compile: {type(e).__name__}: {str(e).splitlines()[0][:300]}")
-    return passed(f"{len(built)} kernel builds for {p.archs} in {time.perf_counter() - t0:.1f} s; tiles powers of two",
-                  builds=len(built), archs=p.archs)
+    archs = sorted({b.arch for b in built})
+    return passed(f"{len(built)} kernel builds for {archs} in {time.perf_counter() - t0:.1f} s; tiles powers of two",
+                  builds=len(built), archs=archs)
+
+
+class ParityParams(Params):
+    rows: int = 24
+    tolerance: float = 1e-3       # max |kernel - reference| logit on the emulator (fp32)
+    gpu_tolerance: float = 0.05   # the same, relative to max |logit|, on the GPU (bf16 products)
+
+
+def _kernel_vs_reference(sys, model, idx) -> tuple[float, float, float]:
+    """(max |diff|, argmax agreement, max |logit|) of the kernel path against the reference."""
+    with torch.no_grad():
+        ref = sys.forward(model, idx)[0]
+        ker = sys.forward(model, idx, backend="kernel")[0]
+    return float((ker - ref).abs().max()), float((ker.argmax(-1) == ref.argmax(-1)).float().mean()), \
+        float(ref.abs().max())
+
+
+@check("kernel.inference_parity", ParityParams)
+def inference_parity(target: Target, p: ParityParams):
+    """The kernel inference path predicts what the reference path predicts, also after the
+    weights change in place the way a fused optimizer changes them (no version bump) and after
+    a step of the system's own optimizer: no stale copy of the weights is ever used."""
+    from ..result import Margins
+    from .common import batch, tensors
+    sys = target.need("kernels")
+    target.need("training")
+    model = sys.build(target.seed).to(target.torch_device()).eval()
+    b = batch(target, p.rows, offset=4)
+    idx = tensors(b)[0].to(target.torch_device())
+    m, rounds = Margins(), []
+    for round_ in ("as built", "after an in-place update", "after an optimizer step"):
+        diff, agree, scale = _kernel_vs_reference(sys, model, idx)
+        limit = p.tolerance if target.device == "cpu" else p.gpu_tolerance * max(1.0, scale)
+        rounds.append(f"{round_}: max diff {diff:.2e}, argmax agreement {agree:.1%}")
+        if not m.upper(f"max_diff ({round_})", diff, limit):
+            return failed(f"{round_}, the kernel path and the reference differ by {diff:.3g} (> {limit:.3g}; "
+                          f"argmax agreement {agree:.1%}): stale weights or a wrong kernel", "\n".join(rounds), m)
+        _change_weights(sys, model, b, round_)
+    return passed(f"kernel path = reference path before and after the weights change, on {target.where}",
+                  "\n".join(rounds), m)
+
+
+def _change_weights(sys, model, b, round_: str) -> None:
+    if round_ == "as built":
+        with torch.no_grad():
+            for q in model.parameters():
+                q.data.mul_(1.5).add_(0.01)      # `.data`: the parameter's version does not change
+    elif round_ == "after an in-place update":
+        model.train()
+        b = to(b, next(model.parameters()).device)
+        sys.train_step(model, sys.optimizer(model), b, 10**6)
+        model.eval()

@@ -1,83 +1,227 @@
-"""Training behaviour: which loops the loss supervises, and the single-batch overfit test."""
+"""Training, through the system's own training step and loop: which loops the loss reaches, a
+smoke run of the real step (gradients, clipping, schedule, parameters held), one batch
+memorised, and a resumed run equal to an uninterrupted one. Budgets are steps, never seconds."""
 from __future__ import annotations
 
-import time
+import math
+import tempfile
+from pathlib import Path
+from typing import Optional
 
 import torch
 
-from looplm import data as D
-from looplm import model as M
-from looplm import train as TR
-
 from ..registry import Params, check
-from ..result import failed, passed
+from ..result import Margins, failed, passed
 from ..target import Target
+from .common import batch, tensors
+from .model_checks import loops_for
 
 
 class SupervisionParams(Params):
-    n_loops: int = 8
+    n_loops: Optional[int] = None     # default: the declared L
 
 
-def expected_loops(kind: str, L: int) -> set[int]:
-    """Written from the definitions, independently of the model's own weights."""
+def expected_loops(kind, L: int) -> set[int]:
+    """The loops a supervision schedule names, written from its definition."""
+    if isinstance(kind, list):
+        return {i for i in kind if i < L}
     return {"last": {L - 1}, "half": set(range(L // 2, L)), "all": set(range(L)),
             "weighted": set(range(L))}[kind]
 
 
+def _nearest_loop(tensor, outputs: dict) -> int | None:
+    """The loop whose output `tensor` derives from most directly: a breadth-first walk of the
+    autograd graph from `tensor` that stops at the first loop output it meets (a prediction made
+    from loop k's state reaches loop k's output before any earlier one)."""
+    frontier, seen = [tensor.grad_fn], set()
+    while frontier:
+        hits = [outputs[id(f)] for f in frontier if id(f) in outputs]
+        if hits:
+            return max(hits)
+        seen |= {id(f) for f in frontier}
+        frontier = [g for f in frontier if f is not None for g, _ in f.next_functions
+                    if g is not None and id(g) not in seen]
+    return None
+
+
+def supervised_loops(sys, model, idx, tgt, L: int) -> set[int]:
+    """The loops whose predictions the loss reaches: each call of the head is attributed to the
+    loop whose state it reads (through the autograd graph); a loop is supervised when a
+    prediction read from it gets gradient from the loss."""
+    outputs, heads = {}, []
+
+    def on_loop(mod, args, out):
+        outputs[id(out.grad_fn)] = len(outputs)
+
+    def on_head(mod, args, out):
+        out.retain_grad()
+        heads.append((args[0], out))
+    hooks = [m.register_forward_hook(on_loop) for m in sys.loop_modules(model)]
+    hooks.append(sys.head_module(model).register_forward_hook(on_head))
+    try:
+        _, loss, _ = sys.forward(model, idx, tgt, loops=L)
+        loss.backward()
+    finally:
+        for h in hooks:
+            h.remove()
+    return {k for inp, out in heads if out.grad is not None and float(out.grad.abs().sum()) > 0
+            for k in [_nearest_loop(inp, outputs)] if k is not None}
+
+
 @check("train.supervision_schedule", SupervisionParams)
 def supervision_schedule(target: Target, p: SupervisionParams):
-    """The loss reaches the prediction of exactly the loops the configured schedule names."""
-    cfg = target.small(n_loops=p.n_loops)
-    if target.config.halting.mode == "gate":
-        return passed("learned gate: the ponder loss weighs every loop by its halting probability")
-    torch.manual_seed(target.seed)
-    model = M.LoopLM(cfg, target.vocab).train()
-    outs = []
-    handle = model.ln_f.register_forward_hook(lambda mod, a, out: (out.retain_grad(), outs.append(out)) and None)
-    d = cfg.data
-    b = D.make_batch(D.problems(16, d.min_digits, d.max_digits, seed=3, split="train"), d.format)
-    try:  # trace=True makes every loop predict (detached entropy): each loop's head output exists
-        model(b.idx, b.targets, loops=p.n_loops, trace=True).loss.backward()
-    finally:
-        handle.remove()
-    per_loop = outs[:p.n_loops]  # one head call per loop; the final call re-reads the last state
-    got = {i for i, o in enumerate(per_loop) if o.grad is not None and float(o.grad.abs().sum()) > 0}
-    kind = cfg.train.supervision
-    want = expected_loops(kind, p.n_loops)
+    """The loss reaches the predictions of exactly the loops the declared schedule names."""
+    sys = target.need("head")
+    target.need("model")
+    model = sys.build(target.seed).train()
+    idx, tgt = tensors(batch(target))
+    L = loops_for(target, sys, model, p.n_loops)
+    got = supervised_loops(sys, model, idx, tgt, L)
+    kind = target.design.supervision
+    want = expected_loops(kind, L)
     if got != want:
-        return failed(f"supervision '{kind}' should put loss on loops {sorted(want)}, it reaches {sorted(got)}",
+        return failed(f"supervision {kind!r} should put loss on loops {sorted(want)}, it reaches {sorted(got)}",
                       supervised=sorted(got), expected=sorted(want))
-    return passed(f"'{kind}': loss on loops {sorted(got)} of {p.n_loops}", supervised=sorted(got))
+    return passed(f"{kind!r}: loss on loops {sorted(got)} of {L}", supervised=sorted(got))
+
+
+def declared_lr(schedule, step: int) -> float:
+    """The declared schedule's learning rate at 0-based `step`, from its definition."""
+    if schedule.kind == "constant":
+        return schedule.lr
+    if step < schedule.warmup:
+        return schedule.lr * (step + 1) / schedule.warmup
+    progress = min(1.0, (step - schedule.warmup) / max(1, schedule.total - schedule.warmup))
+    return schedule.min_lr + (schedule.lr - schedule.min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class _StepWatch:
+    """What the optimizer sees right before each update: grads (after clipping), lrs."""
+
+    def __init__(self, opt):
+        self.norms, self.lrs, self.with_grad = [], [], set()
+        self.handle = opt.register_step_pre_hook(self._seen)
+
+    def _seen(self, opt, args, kwargs):
+        grads = [p.grad for g in opt.param_groups for p in g["params"] if p.grad is not None]
+        self.norms.append(float(torch.linalg.vector_norm(torch.stack([g.float().norm() for g in grads]))) if grads else 0.0)
+        self.lrs.append([g["lr"] for g in opt.param_groups])
+        self.with_grad |= {id(p) for g in opt.param_groups for p in g["params"]
+                           if p.grad is not None and bool(p.grad.abs().sum() > 0)}
+
+
+class SmokeParams(Params):
+    steps: int = 12
+    batch_size: int = 16
+
+
+def _smoke_problems(model, opt, watch, before, frozen, clip, schedule, steps_run) -> list[str]:
+    held = {id(p) for g in opt.param_groups for p in g["params"]}
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad and n not in frozen}
+    out = [f"the optimizer does not hold {n}" for n, p in model.named_parameters() if n in trainable and id(p) not in held]
+    out += [f"{n} never got a gradient" for n, p in model.named_parameters() if n in trainable and id(p) not in watch.with_grad]
+    out += [f"{n} did not change" for n, p in model.named_parameters() if n in trainable and torch.equal(p.detach(), before[n])]
+    out += [f"frozen {n} changed" for n, p in model.named_parameters() if n in frozen and not torch.equal(p.detach(), before[n])]
+    if clip is not None:
+        out += [f"step {s}: gradient norm {g:.4g} after clipping exceeds the clip {clip}"
+                for s, g in zip(steps_run, watch.norms) if g > clip * (1 + 1e-4)]
+    if schedule is not None:
+        for s, lrs in zip(steps_run, watch.lrs):
+            want = declared_lr(schedule, s)
+            bad = [lr for lr in lrs if abs(lr - want) > 1e-9 + 1e-6 * want]
+            if bad:
+                out.append(f"step {s}: learning rate {bad[0]:.6g}, the declared schedule says {want:.6g}")
+    return out
+
+
+@check("train.step_smoke", SmokeParams)
+def step_smoke(target: Target, p: SmokeParams):
+    """A few steps of the system's own training step on one fixed batch: the loss is finite and
+    falls; every trainable parameter is held by the optimizer, gets a gradient and changes
+    (frozen ones do not); the gradient norm after clipping is at most the clip; the learning
+    rate follows the declared schedule. Steps 0 and then the first steps after warm-up."""
+    sys = target.need("training")
+    d = target.design
+    model = sys.build(target.seed).train()
+    opt = sys.optimizer(model)
+    b = batch(target, p.batch_size)
+    before = {n: q.detach().clone() for n, q in model.named_parameters()}
+    watch = _StepWatch(opt)
+    warm = d.schedule.warmup if d.schedule else 0
+    steps_run = [0] + [warm + i for i in range(p.steps - 1)]
+    try:
+        losses = [float(sys.train_step(model, opt, b, s)) for s in steps_run]
+    finally:
+        watch.handle.remove()
+    problems = _smoke_problems(model, opt, watch, before, set(d.frozen), d.grad_clip, d.schedule, steps_run)
+    if not all(math.isfinite(x) for x in losses):
+        problems.insert(0, f"non-finite loss: {losses}")
+    m = Margins()
+    if not m.upper("loss_ratio", losses[-1] / losses[0] if losses[0] > 0 else 0.0, 0.9):
+        problems.append(f"the loss did not fall: {losses[0]:.4f} -> {losses[-1]:.4f} over {len(losses)} steps")
+    curve = ", ".join(f"{x:.3f}" for x in losses)
+    if problems:
+        return failed(f"{len(problems)} problem(s) with the training step: {problems[0]}",
+                      "\n".join(problems) + f"\nloss per step: {curve}", margins=m, losses=losses)
+    return passed(f"{len(losses)} real steps: loss {losses[0]:.3f} -> {losses[-1]:.3f}; every parameter trained, "
+                  f"clipped to {d.grad_clip}, schedule as declared", f"loss per step: {curve}", margins=m,
+                  losses=losses)
 
 
 class OverfitParams(Params):
     steps: int = 300
     target_loss: float = 0.1
     batch_size: int = 16
-    lr: float = 3e-3
 
 
 @check("train.overfit_batch", OverfitParams)
 def overfit_batch(target: Target, p: OverfitParams):
-    """One fixed batch must be memorized (loss < target) within N steps; if not, there is a bug."""
-    cfg = target.small()
-    torch.manual_seed(target.seed)
-    model = M.LoopLM(cfg, target.vocab).train()
-    d = cfg.data
-    batch = next(D.train_batches(p.batch_size, d.min_digits, d.max_digits, d.format, seed=target.seed))
-    opt = TR.optimizer(model, cfg.train.model_copy(update={"weight_decay": 0.0}))
-    for g in opt.param_groups:
-        g["lr"] = p.lr
-    t0, losses = time.perf_counter(), []
+    """One fixed batch, trained with the system's own step, must be memorised (loss < target)
+    within N steps (a budget in steps, not seconds); if not, there is a bug."""
+    sys = target.need("training")
+    model = sys.build(target.seed).train()
+    opt = sys.optimizer(model)
+    b = batch(target, p.batch_size, offset=0)
+    warm = target.design.schedule.warmup if target.design.schedule else 0
+    losses = []
     for step in range(p.steps):
-        loss = model(batch.idx, batch.targets).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+        losses.append(float(sys.train_step(model, opt, b, warm + step)))
         if losses[-1] < p.target_loss:
-            return passed(f"loss {losses[-1]:.3f} < {p.target_loss} after {step + 1} steps "
-                          f"({time.perf_counter() - t0:.1f} s)", steps=step + 1, loss=losses[-1])
+            m = Margins()
+            m.lower("step_budget", p.steps, step + 1)
+            return passed(f"loss {losses[-1]:.3f} < {p.target_loss} after {step + 1} of {p.steps} steps", margins=m,
+                          steps=step + 1, loss=losses[-1])
     curve = ", ".join(f"{x:.2f}" for x in losses[:: max(1, p.steps // 10)])
     return failed(f"loss still {losses[-1]:.3f} after {p.steps} steps (target {p.target_loss}): a bug, not a tuning problem",
                   f"loss every {max(1, p.steps // 10)} steps: {curve}", steps=p.steps, loss=losses[-1])
+
+
+class ResumeParams(Params):
+    first: int = 6
+    then: int = 6
+    tolerance: float = 1e-6
+
+
+@check("train.resume_equivalence", ResumeParams)
+def resume_equivalence(target: Target, p: ResumeParams):
+    """N + M steps of the system's own training loop equal N steps, a checkpoint, and M more
+    from it (weights, optimizer state, schedule position and data stream all carried over)."""
+    sys = target.need("run")
+    target.need("checkpoint")
+    total = p.first + p.then
+    with tempfile.TemporaryDirectory(prefix="looplm-resume-") as tmp:
+        straight = sys.train_run(Path(tmp) / "straight", small=True, steps=total)
+        sys.train_run(Path(tmp) / "resumed", small=True, steps=total, stop_after=p.first)
+        resumed = sys.train_run(Path(tmp) / "resumed", small=True, steps=total, resume=True)
+        a, b = sys.load(straight["checkpoint"]), sys.load(resumed["checkpoint"])
+    sa, sb = a.state_dict(), b.state_dict()
+    diffs = {k: float((sa[k].float() - sb[k].float()).abs().max()) for k in sa if k in sb}
+    worst = max(diffs.values(), default=0.0)
+    m = Margins()
+    if set(sa) != set(sb) or not m.upper("max_weight_diff", worst, p.tolerance):
+        far = sorted(diffs, key=diffs.get, reverse=True)[:3]
+        return failed(f"{total} straight steps and {p.first} + {p.then} resumed steps end {worst:.3g} apart "
+                      f"(largest in {', '.join(far)}): resume does not continue the run", margins=m, max_diff=worst)
+    return passed(f"{p.first} steps + resume + {p.then} = {total} straight steps (max weight diff {worst:.1e})",
+                  margins=m, max_diff=worst)
+

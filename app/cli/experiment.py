@@ -6,31 +6,27 @@ from typing import List, Optional
 
 import typer
 
-from looplm.experiment import Experiment, GateRefused, run
-from looplm.report import collect, write_report
+from app.experiment import Experiment, run
+from app.report import collect, write_report
 
-from .common import EXIT_FAIL, existing, fail, out, user_errors
+from .common import existing, out, user_errors
+from .model import TrainDevice
 
-app = typer.Typer(no_args_is_help=True, help="Experiments declared in JSON files (see looplm/experiment.py).")
+app = typer.Typer(no_args_is_help=True, help="Experiments declared in JSON files (see app/experiment.py).")
 
 
 @app.command("run")
 def run_cmd(files: List[Path] = typer.Argument(..., help="Experiment files."),
             out_dir: Path = typer.Option(Path("runs"), "--out"),
-            max_iters: Optional[int] = typer.Option(None, help="Override every experiment's train.max_iters."),
-            device: Optional[str] = typer.Option(None, help="Override train.device (cpu | cuda | auto)."),
+            max_iters: Optional[int] = typer.Option(None, min=1, help="Override every experiment's train.max_iters."),
+            device: Optional[TrainDevice] = typer.Option(None, help="Override train.device."),
             resume: bool = typer.Option(False, help="Reuse finished training and evals already in OUT/<name>/.")) -> None:
     """gate -> train -> eval -> results into OUT/<name>/, for each file in turn."""
     with user_errors():
-        for f in files:
-            exp = Experiment.load(existing(f))
-            over = {k: v for k, v in (("max_iters", max_iters), ("device", device)) if v is not None}
-            if over:
-                exp = exp.model_copy(update={"config": {**exp.config, "train": {**exp.config.get("train", {}), **over}}})
-            try:
-                res = run(exp, out_dir, log=lambda m: out.print(m, markup=False), resume=resume, device=device)
-            except GateRefused as e:
-                raise fail(f"{exp.name}: {e}", EXIT_FAIL) from None
+        experiments = [Experiment.load(existing(f)) for f in files]     # all valid before any runs
+        for exp in experiments:
+            res = run(exp, out_dir, log=lambda m: out.print(m, markup=False), resume=resume,
+                      device=device.value if device else None, max_iters=max_iters)
             out.print(f"{exp.name}: done in {res['seconds']} s -> {out_dir / exp.name / 'results.json'}")
 
 

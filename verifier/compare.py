@@ -1,5 +1,5 @@
 """One tolerance table per dtype and one comparison whose message names op, shape and dtype
-(shared by the tests, the GPU checks and the benchmarks)."""
+(the verifier's kernel checks, the tests and the benchmarks all use it)."""
 from __future__ import annotations
 
 import torch
@@ -30,3 +30,12 @@ def assert_close(op: str, got: torch.Tensor, want: torch.Tensor, dtype: torch.dt
         raise AssertionError(f"{where}: {int(torch.isnan(got).sum())} NaN element(s) (unwritten or NaN-producing)")
     torch.testing.assert_close(got, want, rtol=rtol, atol=atol, equal_nan=False,
                                msg=lambda m: f"{where}: {m}")
+
+
+def mismatch(op: str, got: torch.Tensor, want: torch.Tensor, dtype: torch.dtype, **shape) -> str | None:
+    """`assert_close` as a value: None when close, else its message."""
+    try:
+        assert_close(op, got, want, dtype, **shape)
+    except AssertionError as e:
+        return str(e).splitlines()[0][:300]
+    return None

@@ -13,13 +13,13 @@
       ]
     }
 
-Writes runs/<name>/: experiment.json, gate.json (and rca.jsonl if the gate drafts any),
-trace.jsonl, ckpt.pt, eval_<name>.json per eval, results.json (everything in one place).
+Writes runs/<name>/: experiment.json, config.json, gate.json (and rca.jsonl if the gate drafts
+any), trace.jsonl, ckpt.pt, eval_<name>.json per eval, results.json (everything in one place);
+each file through a temporary file and a rename, so none is ever half-written.
 """
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from pathlib import Path
@@ -28,10 +28,14 @@ from typing import Any, Literal, Optional, Union
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from . import checkpoint
-from .config import Config, HaltingConfig
-from .evaluate import evaluate
-from .train import train
+import dsl
+from kernels import dispatch
+from looplm import checkpoint
+from looplm.config import Config, HaltingConfig
+from looplm.evaluate import evaluate
+
+from . import pipeline
+from .files import write_atomic
 
 
 class EvalSpec(BaseModel):
@@ -53,6 +57,11 @@ class Experiment(BaseModel):
     config: dict[str, Any] = {}
     evals: list[EvalSpec] = []
     gate: bool = True
+    headline: bool = False                 # its bf16 checkpoint is committed (results/checkpoints/)
+    ablation_of: Optional[str] = None      # the run this one changes one field of
+
+    def role(self) -> dict:
+        return {"headline": self.headline, "ablation_of": self.ablation_of}
 
     @classmethod
     def load(cls, path: str | Path) -> "Experiment":
@@ -97,58 +106,65 @@ def run_eval(model, e: EvalSpec, device) -> Union[dict, list[dict]]:
 
 
 def run(exp: Experiment, out_root: Path = Path("runs"), *, spec_path: Optional[Path] = None,
-        log=print, resume: bool = False, device: Optional[str] = None) -> dict:
+        log=print, resume: bool = False, device: Optional[str] = None, max_iters: Optional[int] = None) -> dict:
     """Run one experiment; returns (and writes) its results. Raises GateRefused on a failed gate.
     With `resume`, a run whose training finished (train_summary.json, or a trace and checkpoint
     left by an interrupted run) is not trained again, and evals already written are reused;
-    `device` chooses where the remaining evals run."""
-    import dsl
-    from verifier import Target
-    from verifier.gate import gate
+    `device` and `max_iters` override the experiment's config (and `device` where evals run)."""
     out = out_root / exp.name
     out.mkdir(parents=True, exist_ok=True)
-    (out / "experiment.json").write_text(exp.model_dump_json(indent=2) + "\n")
-    cfg = exp.resolved()
+    write_atomic(out / "experiment.json", exp.model_dump_json(indent=2) + "\n")
     t0 = time.perf_counter()
     summary = _finished_training(out) if resume else None
-    if exp.gate and summary is None:
-        spec = dsl.load(spec_path or dsl.BUNDLED)
-        verdict = gate(Target(spec=spec, config=cfg), spec_name=str(spec_path or "bundled"), rca_path=out / "rca.jsonl")
-        (out / "gate.json").write_text(verdict.report.model_dump_json(indent=2) + "\n")
-        log(verdict.summary())
-        if not verdict.passed:
-            raise GateRefused(verdict.summary())
     if summary is None:
-        summary = train(cfg, out, on_eval=lambda row: log(json.dumps(row)))
-        (out / "train_summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-        log(f"[{exp.name}] trained: {json.dumps(summary)}")
+        summary = _train(exp, out, spec_path, log, pipeline.overrides(device=device, max_iters=max_iters))
     else:
         log(f"[{exp.name}] resuming: training already done ({summary['steps']} steps)")
-    # evaluate what gets committed: the bf16 weights, through the verified PyTorch reference path,
-    # so that `looplm eval` of the committed checkpoint on a CPU reproduces the numbers
+    evals = _evaluate(exp, out, device or summary["device"], resume, log)
+    results = {"name": exp.name, "description": exp.description, "experiment": exp.role(),
+               "config": exp.resolved().with_params(pipeline.overrides(device=device, max_iters=max_iters))
+               .model_dump(mode="json"), "train": summary, "evals": evals,
+               "checkpoint": str(out / "ckpt_bf16.pt"), "seconds": round(time.perf_counter() - t0, 1)}
+    write_atomic(out / "results.json", json.dumps(results, indent=1) + "\n")
+    return results
+
+
+def _train(exp: Experiment, out: Path, spec_path: Optional[Path], log, values: dict) -> dict:
+    """Gate, then train through the one gated-train path; the bf16 copy is what gets evaluated."""
+    config = out / "config.json"
+    write_atomic(config, json.dumps(exp.config, indent=1) + "\n")
+    trained = pipeline.gated_train(spec_path or dsl.BUNDLED, out, config=config, values=values,
+                                   rca=out / "rca.jsonl", bypass=None if exp.gate else "experiment declares gate: false",
+                                   command=f"looplm experiment run ({exp.name})", log=log,
+                                   progress=lambda **row: "accuracy" in row and log(json.dumps(row)))
+    if trained.verdict is not None:
+        write_atomic(out / "gate.json", trained.verdict.report.model_dump_json(indent=2) + "\n")
+    summary = dict(trained.summary)
+    write_atomic(out / "train_summary.json", json.dumps(summary, indent=1) + "\n")
+    log(f"[{exp.name}] trained: {json.dumps(summary)}")
+    return summary
+
+
+def _evaluate(exp: Experiment, out: Path, dev, resume: bool, log) -> dict:
+    """Every eval of the experiment on the bf16 weights, through the verified PyTorch reference
+    path, so that `looplm eval` of the committed checkpoint on a CPU reproduces the numbers."""
     if not (resume and (out / "ckpt_bf16.pt").exists()):
         ld = checkpoint.load(out / "ckpt.pt")
         checkpoint.save(out / "ckpt_bf16.pt", ld.model, step=ld.meta["step"] or 0, dtype=torch.bfloat16)
-    dev = device or summary["device"]
     model = checkpoint.load(out / "ckpt_bf16.pt").model.to(dev).eval()
-    os.environ["LOOPLM_KERNELS"] = "reference"
     evals = {}
-    for e in exp.evals:
-        t = time.perf_counter()
-        done = out / f"eval_{e.name}.json"
-        if resume and done.exists():
-            evals[e.name] = json.loads(done.read_text())
-            continue
-        evals[e.name] = run_eval(model, e, dev)
-        (out / f"eval_{e.name}.json").write_text(json.dumps(evals[e.name], indent=1) + "\n")
-        log(f"[{exp.name}] eval {e.name} ({time.perf_counter() - t:.0f} s): " +
-            json.dumps(evals[e.name].get("accuracy_by_digits") if isinstance(evals[e.name], dict) else
-                       [r["accuracy_by_digits"] for r in evals[e.name]]))
-    results = {"name": exp.name, "description": exp.description, "config": cfg.model_dump(mode="json"),
-               "train": summary, "evals": evals, "checkpoint": str(out / "ckpt_bf16.pt"),
-               "seconds": round(time.perf_counter() - t0, 1)}
-    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
-    return results
+    with dispatch.use("reference"):
+        for e in exp.evals:
+            t, done = time.perf_counter(), out / f"eval_{e.name}.json"
+            if resume and done.exists():
+                evals[e.name] = json.loads(done.read_text())
+                continue
+            evals[e.name] = run_eval(model, e, dev)
+            write_atomic(done, json.dumps(evals[e.name], indent=1) + "\n")
+            acc = (evals[e.name].get("accuracy_by_digits") if isinstance(evals[e.name], dict)
+                   else [r["accuracy_by_digits"] for r in evals[e.name]])
+            log(f"[{exp.name}] eval {e.name} ({time.perf_counter() - t:.0f} s): {json.dumps(acc)}")
+    return evals
 
 
 def _finished_training(out: Path) -> Optional[dict]:
@@ -165,7 +181,3 @@ def _finished_training(out: Path) -> Optional[dict]:
             "val_accuracy": last["val_accuracy"], "time_s": last["time_s"], "tokens_per_s": last["tokens_per_s"],
             "params": ld.model.num_params(), "device": "cpu", "rebuilt_from_trace": True,
             "checkpoint": str(ckpt)}
-
-
-class GateRefused(Exception):
-    """The spec's gate failed: the experiment did not train."""

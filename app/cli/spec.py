@@ -9,6 +9,7 @@ import typer
 
 import dsl
 from dsl.render import render
+from verifier import validate_spec
 
 from .common import EXIT_FAIL, err, existing, out, user_errors
 
@@ -17,19 +18,20 @@ app = typer.Typer(no_args_is_help=True, help="Check, show, format and describe s
 
 @app.command()
 def check(paths: List[Path] = typer.Argument(..., help="Spec files to validate.")) -> None:
-    """Validate spec files: exit 0 if all are valid, 1 with FILE:LINE:COL and context if not."""
+    """Validate spec files as `looplm verify` loads them (syntax, types, cross-references, check names
+    and params, the implementation and kernels they bind): exit 0 if all are valid, 1 with FILE:LINE:COL if not."""
     bad = 0
     for path in paths:
         with user_errors():
             existing(path)
         try:
-            spec = dsl.load(path)
+            spec = validate_spec(path)
         except dsl.SpecError as e:
             err.print(str(e), markup=False)
             bad += 1
             continue
         s = spec.system
-        out.print(f"{path}: ok (system {s.name}: {len(s.params)} params, {len(s.steps)} steps, "
+        out.print(f"{path}: ok (system {s.name} -> {s.implementation}: {len(s.params)} params, {len(s.steps)} steps, "
                   f"{len(s.kernels)} kernels, {len(s.rules)} rules)")
     if bad:
         raise typer.Exit(EXIT_FAIL)

@@ -1,0 +1,124 @@
+"""Inputs for the kernels, as the model feeds them: shared by the system's kernel cases (which
+the verifier's differential checks draw from) and the tests.
+
+Each `make_*(shape, seed, kind)` returns (args, kwargs) for the kernel's host wrapper and its
+reference (same signature). kind: 'random'; 'extreme' (+-inf and +-1e30 logits, whole rows
+impossible); 'arange' (distinct, ordered values, to see every element land where it belongs).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from kernels.looped_block import Weights
+
+from .data import make_batch, problems
+from .positions import prompt_length, significance
+from .tokens import ADDITION
+
+# each dim's range for drawn shapes: several tiles of every tiled dimension (64-row blocks,
+# vocabularies padded past one power of two, state widths beyond one 128-column tile)
+HALTING_DIMS = {"M": (1, 300), "V": (2, 1500), "D": (1, 300)}
+ATTENTION_DIMS = {"B": (1, 3), "H": (1, 4), "T": (1, 160), "D": (16, 32)}
+LOOPED_DIMS = {"B": (1, 8), "T": (3, 64), "D": (64, 128), "H": (2, 4), "V": (14, 14)}
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def make_halting(shape: dict, seed: int, kind: str = "random"):
+    """(logits (M, V), new_state (M, D), state (M, D), active (M,), steps (M,), threshold (M,))."""
+    g = _gen(seed)
+    M, V, D = shape["M"], shape["V"], shape["D"]
+    if kind == "arange":
+        logits = (torch.arange(M * V, dtype=torch.float32).view(M, V) % 11)
+        state = torch.arange(M * D, dtype=torch.float32).view(M, D)
+        args = (logits, -state - 1, state, torch.arange(M) % 3 != 0, torch.arange(M, dtype=torch.int32),
+                torch.zeros(M))
+        return args, {}
+    logits = torch.randn(M, V, generator=g) * 4
+    if kind == "extreme":
+        specials = torch.tensor([-math.inf, math.inf, 1e30, -1e30])
+        pick = torch.rand(M, V, generator=g) < 0.2
+        logits = torch.where(pick, specials[torch.randint(0, 4, (M, V), generator=g)], logits)
+        logits[torch.rand(M, generator=g) < 0.1] = -math.inf              # whole rows impossible
+        for i, row in enumerate(_extreme_rows(V)[:M]):
+            logits[i] = row
+    args = (logits, torch.randn(M, D, generator=g), torch.randn(M, D, generator=g),
+            torch.rand(M, generator=g) < 0.7, torch.randint(0, 9, (M,), generator=g, dtype=torch.int32),
+            torch.rand(M, generator=g) * 2)
+    return args, {}
+
+
+def _extreme_rows(V: int) -> list[torch.Tensor]:
+    """Rows where a careless softmax makes NaN or halts wrongly: nothing possible, some columns
+    impossible, all huge and equal, one huge, one or two +inf, all -1e30, one possible token."""
+    base = torch.linspace(-2, 2, V)
+    rows = [torch.full((V,), -math.inf), base.clone(), torch.full((V,), 1e30), base.clone(), base.clone(),
+            base.clone(), torch.full((V,), -1e30), torch.full((V,), -math.inf)]
+    rows[1][V // 2:] = -math.inf
+    rows[3][0] = 1e30
+    rows[4][0] = math.inf
+    rows[5][:2] = math.inf
+    rows[7][min(1, V - 1)] = 0.0
+    return rows
+
+
+def addition_rows(B: int, digits: int, fmt: str, seed: int):
+    """(idx, sig, plen) of B addition problems of 1..digits digits."""
+    b = make_batch(problems(B, 1, digits, seed=seed), fmt)
+    return b.idx, significance(b.idx, ADDITION, fmt), b.prompt_len
+
+
+def _digits_for(T: int) -> int:
+    """Operand digits whose problems fill about T tokens (a + b = sum: about 3 * digits + 4)."""
+    return max(1, (T - 4) // 3)
+
+
+def make_attention(shape: dict, seed: int, kind: str = "random"):
+    """(q, k, v (B, H, T, HD), sig (B, T), plen (B,), bias (H, 2*clip+2) or None), options."""
+    g = _gen(seed)
+    fmt = "normal" if seed % 2 else "reversed"
+    idx, sig, plen = addition_rows(shape["B"], _digits_for(shape["T"]), fmt, seed)
+    B, T = idx.shape
+    H, HD = shape["H"], 16 if shape["D"] <= 16 else 32
+    q, k, v = (torch.randn(B, H, T, HD, generator=g) for _ in range(3))
+    if kind == "extreme":
+        q = q * 30                                                   # near one-hot softmax rows
+    clip = 1 + seed % 4
+    bias = torch.randn(H, 2 * clip + 2, generator=g) if seed % 3 else None
+    window = (None, 0, 1, 3)[seed % 4]
+    return (q, k, v, sig, plen, bias), {"window": window, "clip": clip, "prefix": bool(seed % 5 == 1)}
+
+
+def random_weights(D: int, H: int, V: int, loops: int, g: torch.Generator, dtype=torch.float32) -> Weights:
+    r = lambda *s, scale=0.05: (torch.randn(*s, generator=g) * scale)  # noqa: E731
+    one = lambda: 1 + r(D, scale=0.1)  # noqa: E731
+    return Weights(one(), r(D), r(3 * D, D).to(dtype), r(D, D).to(dtype), one(), r(D), r(4 * D, D).to(dtype), r(4 * D),
+                   r(D, 4 * D).to(dtype), r(D), one(), r(D), r(V, D, scale=1.0).to(dtype),
+                   r(H, 8, scale=1.0), r(max(1, loops), D).to(dtype))
+
+
+def make_looped(shape: dict, seed: int, kind: str = "random"):
+    """(x0 (B, T, D), sig, plen, real (B, T), thr (B, T), Weights), options: all loops of a random block."""
+    g = _gen(seed)
+    fmt = "normal" if seed % 2 else "reversed"
+    idx, sig, plen = addition_rows(shape["B"], _digits_for(min(shape["T"], 64)), fmt, seed)
+    B, T = idx.shape
+    D, V = 64 if shape["D"] < 96 else 128, len(ADDITION)          # powers of two the kernel holds
+    H = 2 if shape["H"] < 3 else 4                                # head sizes 32 or 16..64
+    loops = 1 + seed % 5
+    w = random_weights(D, H, V, loops, g)
+    real = idx != ADDITION.pad_id
+    thr = torch.rand(B, T, generator=g) * 1.5
+    kw = {"loops": loops, "halting": bool(seed % 2) or kind == "extreme", "min_loops": 1 + seed % 3,
+          "window": (None, 1)[seed % 2], "clip": 3, "use_bias": bool(seed % 3), "prefix": bool(seed % 4 == 1),
+          "reinject": bool(seed % 5 != 2), "step_emb": bool(seed % 7 == 3)}
+    return (torch.randn(B, T, D, generator=g), sig, plen, real, thr, w), kw
+
+
+def model_inputs(idx: torch.Tensor, fmt: str):
+    """(sig, plen, real) of token rows, as the model computes them."""
+    return significance(idx, ADDITION, fmt), prompt_length(idx, ADDITION), idx != ADDITION.pad_id

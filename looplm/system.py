@@ -1,0 +1,234 @@
+"""The bundled LoopLM as a system under test: the reference implementation of the verifier's
+contract (verifier/contract.py, which spells out every method). The bundled spec binds to it:
+
+    implementation: "looplm.system:LoopLMSystem"
+
+It imports nothing from the verifier: declarations are plain dicts, results plain tuples.
+Every method calls the code the project itself runs (the training step the training loop takes,
+the evaluation `looplm eval` runs, the checkpoint loader); the checks see what a run would do.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional
+
+import torch
+
+from kernels import dispatch
+
+from . import checkpoint, data, evaluate, kernel_inputs, train
+from .config import GROUPS, Config, HaltingConfig
+from .model import LoopLM
+from .positions import significance
+from .reference import reference_block
+from .tokens import ADDITION, END, EQUALS, PAD, Vocab
+
+_PROBLEM = re.compile(r"^(\d+)\+(\d+)=$")
+SUPERVISED = {"last": "last", "half": "half", "all": "all", "weighted": "weighted"}
+
+
+def check_size(cfg: Config) -> Config:
+    """The configured architecture at a size the checks can afford on a CPU in seconds: every
+    design choice kept (position scheme, re-injection, halting, supervision), width <= 64,
+    L <= 8, no dropout (so that two forwards of one model agree)."""
+    m = cfg.model
+    width = min(m.n_embd, 64)
+    heads = next(h for h in range(min(m.n_head, width), 0, -1) if width % h == 0 and (width // h) % 2 == 0)
+    return cfg.override(model={"n_embd": width, "n_head": heads, "n_loops": min(m.n_loops, 8), "dropout": 0.0})
+
+
+class LoopLMSystem:
+    """LoopLM with the config at `config` (JSON overrides of the defaults) and `overrides`
+    (field values by spec param name) applied: what `looplm train` would train."""
+
+    def __init__(self, config: Optional[Path] = None, overrides: Optional[Mapping[str, Any]] = None):
+        base = Config.load(config) if config is not None else Config()
+        self.config = base.with_params(dict(overrides or {}))
+        self.check = check_size(self.config)
+        self.vocab: Vocab = ADDITION
+
+    # ---- config --------------------------------------------------------------------------
+    def config_groups(self) -> dict[str, type]:
+        return dict(GROUPS)
+
+    def param_values(self) -> dict[str, Any]:
+        return self.config.values()
+
+    # ---- design --------------------------------------------------------------------------
+    def design(self) -> dict:
+        c, m, t = self.check, self.config.model, self.config.train
+        gate = c.halting.mode == "gate"
+        return {
+            "loops": c.model.n_loops,
+            "supervision": "all" if gate else SUPERVISED[t.supervision],
+            "tbptt": t.tbptt,
+            "halting": {"score": "learned" if gate else "entropy", "halts_when": "above" if gate else "below",
+                        "min_loops": c.halting.min_loops},
+            "layout": {"packed": False, "prompt_end": EQUALS, "end": END, "pad": PAD, "ignore_index": data.IGNORE,
+                       # a normal-order prompt digit's significance counts the digits after it
+                       "bidirectional_prompt": m.prefix_bidirectional or self.config.data.format == "normal"},
+            "grad_clip": t.grad_clip or None,
+            "schedule": {"kind": "warmup_cosine", "lr": t.lr, "warmup": t.warmup_iters, "total": t.max_iters,
+                         "min_lr": t.lr * t.min_lr_ratio},
+            "trained_format": self.config.data.format,
+            "formats": ["reversed", "normal"],
+            "check_size": (f"width {c.model.n_embd} (configured {m.n_embd}), {c.model.n_head} heads, "
+                           f"L={c.model.n_loops} (configured {m.n_loops}), no dropout: the checks run on a CPU "
+                           f"in seconds; position scheme, re-injection, halting and supervision are kept"),
+        }
+
+    # ---- model ---------------------------------------------------------------------------
+    def build(self, seed: int = 0, extra_vocab: int = 0) -> LoopLM:
+        torch.manual_seed(seed)
+        if not extra_vocab:
+            return LoopLM(self.check, self.vocab)
+        other = Vocab(self.vocab.chars + "xyzuvw"[:extra_vocab])
+        return LoopLM(self.check.override(model={"vocab_size": len(other)}), other)
+
+    def forward(self, model: LoopLM, idx, targets=None, *, loops=None, threshold=None, backend="reference"):
+        policy = self._policy(model, threshold)
+        if backend == "kernel":
+            with dispatch.use("cutile" if idx.is_cuda else "emulator"), torch.no_grad():
+                out = model(idx, targets, loops=loops, halting=policy)
+        else:
+            with dispatch.use("reference"):
+                out = model(idx, targets, loops=loops, halting=policy)
+        return out.logits, out.loss, out.halting.steps
+
+    def _policy(self, model: LoopLM, threshold: Optional[float]) -> Optional[HaltingConfig]:
+        """Training keeps the configured policy (the learned gate's loss needs it); inference
+        runs fixed depth, or the declared halting at `threshold`."""
+        if model.training:
+            return None
+        h = model.config.halting
+        if threshold is None:
+            return h.model_copy(update={"mode": "fixed"})
+        if h.mode == "gate":
+            return h.model_copy(update={"gate_threshold": threshold})
+        return h.model_copy(update={"mode": "entropy", "threshold": threshold})
+
+    def loop_modules(self, model: LoopLM) -> list:
+        return list(model.blocks)
+
+    def head_module(self, model: LoopLM):
+        return model.lm_head
+
+    # ---- data and task -------------------------------------------------------------------
+    def train_batches(self, batch_size: int, seed: int):
+        d = self.config.data
+        return data.train_batches(batch_size, d.min_digits, d.max_digits, d.format, seed)
+
+    def decode(self, ids) -> str:
+        return self.vocab.decode(ids)
+
+    def encode(self, text: str) -> list[int]:
+        return self.vocab.encode(text)
+
+    def check_example(self, prompt: str, answer: str) -> bool:
+        m = _PROBLEM.match(prompt)
+        if not m or not answer.isdigit():
+            return False
+        a, b = m.groups()
+        if self.config.data.format == "reversed":
+            return int(a[::-1]) + int(b[::-1]) == int(answer[::-1])
+        return int(a) + int(b) == int(answer) and len(answer) == max(len(a), len(b)) + 1
+
+    # ---- training ------------------------------------------------------------------------
+    def optimizer(self, model: LoopLM):
+        return train.optimizer(model, self.check.train)
+
+    def train_step(self, model: LoopLM, opt, batch, step: int) -> float:
+        return train.train_step(model, opt, batch.idx, batch.targets, step, model.config)
+
+    def train_run(self, out_dir, *, small=False, steps=None, stop_after=None, resume=False,
+                  progress: Optional[Callable[..., None]] = None, dist=None) -> dict:
+        cfg = self.check.override(train={"batch_size": 16, "eval_interval": 10, "eval_problems": 16,
+                                         "target_accuracy": None, "device": "cpu"}) if small else self.config
+        if steps is not None:
+            cfg = cfg.with_params({"max_iters": steps})
+        on_step = (lambda s, loss, tps: progress(step=s, total=cfg.train.max_iters, loss=loss, tokens_per_s=tps)) \
+            if progress else None
+        on_eval = (lambda row: progress(step=row["step"], total=cfg.train.max_iters, accuracy=row["val_accuracy"])) \
+            if progress else None
+        return train.train(cfg, Path(out_dir), resume=resume, stop_after=stop_after, on_step=on_step, on_eval=on_eval,
+                           dist=dist)
+
+    # ---- checkpoint ----------------------------------------------------------------------
+    def save(self, model: LoopLM, path) -> None:
+        checkpoint.save(path, model)
+
+    def load(self, path) -> LoopLM:
+        return checkpoint.load(path, expect_vocab=None).model
+
+    def load_into(self, model: LoopLM, path) -> None:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint.load_strict(model, payload["model"], where=str(path))
+
+    # ---- eval ----------------------------------------------------------------------------
+    def eval_problems(self, n: int, seed: int, model: Optional[LoopLM] = None) -> list:
+        d = (model.config if model is not None else self.config).data
+        return data.problems(n, d.min_digits, d.max_digits, seed=seed, split="val")
+
+    def render(self, problem, fmt: Optional[str] = None) -> tuple[str, str]:
+        return data.render(problem, fmt or self.config.data.format)
+
+    def exact_match(self, model: LoopLM, problems: list, fmt: Optional[str] = None) -> list[bool]:
+        evaluate.check_format(model, fmt)
+        with dispatch.use("reference"):
+            rows, _ = evaluate.score(model, problems)
+        return [r["correct"] for r in rows]
+
+    def model_format(self, model: LoopLM) -> str:
+        return model.config.data.format
+
+    def generate(self, model: LoopLM, prompts: list[str], max_new: int) -> list[str]:
+        with dispatch.use("reference"):
+            return evaluate.generate(model, prompts, max_new)
+
+    # ---- kernels -------------------------------------------------------------------------
+    def kernel_cases(self) -> dict:
+        return {
+            "halting_update": {"dims": kernel_inputs.HALTING_DIMS, "make": kernel_inputs.make_halting,
+                               "compare": compare_halting},
+            "loop_attention": {"dims": kernel_inputs.ATTENTION_DIMS, "make": kernel_inputs.make_attention},
+            "looped_block": {"dims": kernel_inputs.LOOPED_DIMS, "make": kernel_inputs.make_looped},
+        }
+
+    # ---- parity --------------------------------------------------------------------------
+    def block_pair(self, model: LoopLM, idx):
+        if model.config.model.position == "rope":
+            raise NotImplementedError("not provided: parity (no hand-written reference for rotary attention; "
+                                      "temporal parity covers it)")
+        sig = significance(idx, model.vocab, model.config.data.format)
+        ctx = model.context(idx, sig)
+        x = model.embed(idx, sig)
+        return model.blocks[0](x, ctx), reference_block(model, ctx, x)
+
+    def unrolled_pair(self, seed: int, loops: int):
+        cfg = self.check.override(model={"n_loops": loops, "reinject": "none", "step_embedding": False,
+                                         "tied": True}, train={"depth": "fixed"})
+        torch.manual_seed(seed)
+        loop = LoopLM(cfg, self.vocab)
+        gpt = LoopLM(cfg.override(model={"tied": False}), self.vocab)
+        shared = loop.state_dict()
+        gpt.load_state_dict({k: shared["blocks.0." + k.split(".", 2)[2]] if k.startswith("blocks.") else shared[k]
+                             for k in gpt.state_dict()})
+        return loop, gpt
+
+
+def compare_halting(got, want, args) -> Optional[str]:
+    """The halt decision may differ where the entropy sits within rounding of the threshold;
+    everything else must match (states and steps exactly, entropy within fp32 tolerance)."""
+    thr = args[5].float().cpu()
+    names = ("state", "active", "steps", "entropy")
+    for name, g, w in zip(names, got, want):
+        g, w = g.cpu(), w.cpu()
+        if name == "active":
+            near = (want[3].cpu() - thr).abs() <= 1e-4
+            if ((g != w) & ~near).any():
+                return f"active differs for {int(((g != w) & ~near).sum())} tokens away from the threshold"
+        elif g.dtype in (torch.bool, torch.int32, torch.int64):
+            if not torch.equal(g, w):
+                return f"{name} differs in {int((g != w).sum())} elements"
+    return None
