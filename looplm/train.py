@@ -97,7 +97,7 @@ def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, idx: torch.Te
     if t.grad_clip:
         torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
     opt.step()
-    return float(out.loss)
+    return float(out.loss.detach())
 
 
 def peak_memory_mb(device: torch.device) -> float:

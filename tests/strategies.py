@@ -71,13 +71,11 @@ def specs(draw) -> m.Spec:
     taken: set[str] = set()
     groups = {g: [draw(params(n)) for n in _unique(draw, 3, taken)] for g in m.PARAM_GROUPS}
     all_params = [p for ps in groups.values() for p in ps]
-    names = [p.name for p in all_params]
-    kernels = [m.Kernel(name=n, file=draw(texts), tiles={"BLOCK": 2 ** draw(st.integers(0, 10))},
+    kernels = [m.Kernel(name=n, module=draw(texts), tiles={"BLOCK": 2 ** draw(st.integers(0, 10))},
                         reduction="softmax", padding="neg_inf", mask_columns_by="V",
                         shapes=[{"V": draw(st.integers(1, 10**6))}])
                for n in _unique(draw, 2, set())]
-    baselines = [m.Baseline(name=n, layers=draw(st.integers(1, 48)),
-                            overrides={k: draw(values) for k in draw(st.lists(st.sampled_from(names), max_size=2))} if names else {})
+    baselines = [m.Baseline(name=n, layers=draw(st.integers(1, 48)), description=draw(st.none() | texts))
                  for n in _unique(draw, 2, set())]
     steps: list[m.Step] = []
     targets = [f"kernel.{k.name}" for k in kernels] + ["objective", "knowledge"]
@@ -111,8 +109,8 @@ def specs(draw) -> m.Spec:
         baselines=baselines, kernels=kernels,
         protocol=m.Protocol(steps=steps) if steps else None,
         knowledge=m.Knowledge(facts=facts, rules=rules, symptoms=symptoms),
-        infrastructure=draw(st.none() | st.builds(m.Infrastructure, device=texts,
-                                                   archs=st.lists(st.sampled_from(m.ARCHS), max_size=2))),
+        infrastructure=draw(st.none() | st.builds(m.Infrastructure, device=texts, notes=st.none() | texts)),
+        implementation=draw(st.none() | st.builds(lambda a, b: f"{a}.mod:{b}", idents, idents)),
         **{g: m.ParamGroup(params=ps) for g, ps in groups.items() if ps})
     meta = draw(st.none() | st.builds(m.Meta, title=texts, date=st.dates(), tags=st.lists(idents, max_size=3)))
     return m.Spec(meta=meta, system=system)

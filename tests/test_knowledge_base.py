@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 import dsl
 from knowledge_base import DETECTORS, Evidence, check_claims, diagnose, fired_rules
 from knowledge_base.detectors import answer_unigram_entropy, carry_free_probability
-from looplm.cli import app
+from app.cli import app
 from looplm.config import Config
 
 SPEC = dsl.load(dsl.BUNDLED)
@@ -76,11 +76,30 @@ def test_diagnose_cli_names_the_symptom_and_exits_1(tmp_path):
     assert r.exit_code == 1 and "carry_free_accuracy" in r.stdout and "bugs [3]" in r.stdout
     (tmp_path / "eval.json").write_text("{not json")
     r = CliRunner().invoke(app, ["diagnose", str(tmp_path)])
-    assert r.exit_code == 2 and "unreadable JSON" in r.stderr
+    assert r.exit_code == 2 and "nothing to read" in r.stderr and "eval.json:1: corrupt" in r.stderr
+
+
+def test_diagnose_reads_past_a_corrupt_trace_line(tmp_path):
+    rows = [{"step": i, "train_loss": 0.9 - 0.1 * i} for i in range(6)]
+    lines = [json.dumps(r) for r in rows]
+    lines.insert(3, '{"step": 3, "train_lo')                        # a torn line mid-file
+    (tmp_path / "trace.jsonl").write_text("\n".join(lines) + "\n")
+    matches, ev = diagnose(SPEC, tmp_path)
+    assert len(ev.trace) == 6 and [c.line for c in ev.corrupt] == [4]
+    r = CliRunner().invoke(app, ["diagnose", str(tmp_path)])
+    assert r.exit_code == 0 and "trace.jsonl:4: corrupt" in r.stderr and "6 trace rows" in r.stdout
+
+
+def test_diagnose_refuses_when_there_is_nothing_to_read(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "ckpt.pt").write_bytes(b"\x80\x02random")
+    for path in (tmp_path / "empty", tmp_path / "ckpt.pt"):
+        r = CliRunner().invoke(app, ["diagnose", str(path)])
+        assert r.exit_code == 2 and "nothing to read" in r.stderr and "Traceback" not in r.output
 
 
 def test_rules_fire_on_the_architectures_they_name():
-    names = lambda cfg: {r.name for r in fired_rules(SPEC, cfg)}
+    names = lambda cfg: {r.name for r in fired_rules(SPEC, cfg.values())}
     assert "rope_with_x0" in names(Config().override(model={"position": "rope", "reinject": "add"}))
     assert "rope_with_x0" not in names(Config().override(model={"position": "rope", "reinject": "none"}))
     deep_all = Config().override(model={"n_loops": 12}, train={"supervision": "all"})

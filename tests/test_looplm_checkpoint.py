@@ -57,3 +57,21 @@ def test_garbage_file_is_a_clear_error(tmp_path):
         checkpoint.load(p)
     with pytest.raises(FileNotFoundError):
         checkpoint.load(tmp_path / "missing.pt")
+
+
+@pytest.mark.parametrize("payload", [{"weights": 1}, [1, 2, 3], torch.zeros(3),
+                                     {"model": {}, "config": {"model": {"n_embd": 7}}, "data_format": "reversed",
+                                      "vocab": ADDITION.chars, "pad": "."}],
+                         ids=["foreign dict", "list", "tensor", "invalid config"])
+def test_foreign_checkpoints_are_clear_errors(tmp_path, payload):
+    p = tmp_path / "x.pt"
+    torch.save(payload, p)
+    with pytest.raises(checkpoint.CheckpointError):
+        checkpoint.load(p)
+
+
+def test_a_truncated_checkpoint_is_a_clear_error(tmp_path):
+    p = checkpoint.save(tmp_path / "c.pt", model())
+    p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+    with pytest.raises(checkpoint.CheckpointError, match="not a readable checkpoint"):
+        checkpoint.load(p)

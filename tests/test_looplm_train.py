@@ -1,10 +1,13 @@
-"""Training: the trace, the checkpoint, the schedule, depth policies, resume."""
+"""Training: the trace, the checkpoint, the schedule, depth policies, exact resume, Ctrl-C."""
 import json
-import random
+
+import pytest
+import torch
 
 from looplm import checkpoint
+from looplm import train as T
 from looplm.config import Config
-from looplm.train import loops_at, lr_at, train
+from looplm.train import TrainingError, TrainingInterrupted, loops_at, lr_at, train
 
 
 def test_tiny_run_reaches_99_and_writes_trace_and_checkpoint(tiny_run):
@@ -24,20 +27,50 @@ def test_schedule_warmup_then_cosine():
 
 
 def test_depth_policies():
-    rng = random.Random(0)
     cur = Config().override(train={"depth": "curriculum", "curriculum": (2, 4, 8), "max_iters": 300})
-    assert [loops_at(s, cur, rng) for s in (0, 99, 100, 299)] == [2, 2, 4, 8]
+    assert [loops_at(s, cur) for s in (0, 99, 100, 299)] == [2, 2, 4, 8]
     rnd = Config().override(train={"depth": "random", "random_min_loops": 3, "random_max_loops": 5})
-    assert {loops_at(s, rnd, rng) for s in range(200)} == {3, 4, 5}
+    assert {loops_at(s, rnd) for s in range(200)} == {3, 4, 5}
+    assert [loops_at(s, rnd) for s in range(20)] == [loops_at(s, rnd) for s in range(20)]   # a function of the step
 
 
-def test_resume_continues_from_the_checkpoint(tmp_path):
-    cfg = Config().override(model={"n_embd": 32, "n_loops": 2}, train={"max_iters": 20, "eval_interval": 10,
-                                                                        "eval_problems": 16, "batch_size": 16})
-    train(cfg, tmp_path)
-    summary = train(cfg.override(train={"max_iters": 30}), tmp_path, resume=True)
-    steps = [json.loads(l)["step"] for l in (tmp_path / "trace.jsonl").read_text().splitlines()]
-    assert steps == [10, 20, 30] and summary["steps"] == 30
+SMALL = Config().override(model={"n_embd": 32, "n_loops": 2, "position": "abacus"},     # abacus: draws RNG in training
+                          train={"max_iters": 20, "eval_interval": 10, "eval_problems": 16, "batch_size": 16})
+
+
+def test_resume_continues_exactly_where_an_uninterrupted_run_would_be(tmp_path):
+    train(SMALL, tmp_path / "straight")
+    train(SMALL, tmp_path / "resumed", stop_after=7)                   # stops between two evals
+    summary = train(SMALL, tmp_path / "resumed", resume=True)
+    a, b = (checkpoint.load(tmp_path / d / "ckpt.pt") for d in ("straight", "resumed"))
+    assert summary["steps"] == 20 and a.meta["step"] == b.meta["step"] == 20
+    for k, v in a.model.state_dict().items():
+        assert torch.equal(v, b.model.state_dict()[k]), k
+    steps = [json.loads(l)["step"] for l in (tmp_path / "resumed" / "trace.jsonl").read_text().splitlines()]
+    assert steps == [10, 20]
+
+
+def test_resume_refuses_what_it_cannot_continue(tmp_path):
+    with pytest.raises(TrainingError, match="nothing to resume"):
+        train(SMALL, tmp_path / "typo", resume=True)
+    train(SMALL, tmp_path / "done")
+    with pytest.raises(TrainingError, match="already finished"):
+        train(SMALL, tmp_path / "done", resume=True)
+
+
+def test_ctrl_c_saves_the_last_finished_step(tmp_path, monkeypatch):
+    real_step = T.train_step
+
+    def interrupted(*args, **kw):
+        if args[4] == 13:
+            raise KeyboardInterrupt
+        return real_step(*args, **kw)
+    monkeypatch.setattr(T, "train_step", interrupted)
+    with pytest.raises(TrainingInterrupted, match="step 13") as e:
+        train(SMALL, tmp_path)
+    assert checkpoint.load(e.value.path).meta["step"] == 13
+    monkeypatch.setattr(T, "train_step", real_step)
+    assert train(SMALL, tmp_path, resume=True)["steps"] == 20
 
 
 def test_char_corpus_run(tmp_path):

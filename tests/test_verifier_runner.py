@@ -1,11 +1,18 @@
-"""The runner: protocol order, needs-skips, time limits, crashes as failures, JUnit, selection."""
+"""The runner: protocol order, needs-skips, hang guards, crashes as failures, skips for missing
+capabilities, JUnit, selection."""
 from xml.etree import ElementTree as ET
 
 import pytest
 
 import dsl
-from verifier import Target, junit_xml, run, validate
+from looplm.system import LoopLMSystem
+from verifier import Target, junit_xml, load_target, run, validate
 from verifier.runner import select
+
+
+def target(text: str, system=None) -> Target:
+    return Target(spec=dsl.loads(text), system=system or LoopLMSystem())
+
 
 # No architecture section: config sync must fail (every config field is missing from the spec),
 # and the step that needs it must be skipped, saying which step it needed.
@@ -22,12 +29,12 @@ system S {
 
 
 def test_needs_skip_timeout_and_order():
-    report = run(Target(spec=dsl.loads(SMALL_SPEC)))
+    report = run(target(SMALL_SPEC))
     by = {s.id: s for s in report.steps}
     assert [s.id for s in report.steps] == ["sync", "rules", "slow", "data"]
     assert by["sync"].status == "fail" and "mismatch" in by["sync"].message
     assert by["rules"].status == "skip" and "needs sync" in by["rules"].message
-    assert by["slow"].status == "fail" and "time limit of 0.2 s" in by["slow"].message
+    assert by["slow"].status == "fail" and "time limit of 0.2 s" in by["slow"].message and "hang guard" in by["slow"].message
     assert by["slow"].seconds < 2
     assert by["data"].status == "pass"
     assert not report.passed            # sync is required
@@ -35,15 +42,14 @@ def test_needs_skip_timeout_and_order():
 
 
 def test_optional_failure_does_not_fail_the_report():
-    spec = dsl.loads(SMALL_SPEC.replace("step sync { check: spec.config_sync  gates: true }", ""
-                                        ).replace("needs: [sync]", ""))
-    report = run(Target(spec=spec))
+    report = run(target(SMALL_SPEC.replace("step sync { check: spec.config_sync  gates: true }", ""
+                                           ).replace("needs: [sync]", "")))
     assert [s.status for s in report.steps] == ["pass", "fail", "pass"]
     assert report.passed
 
 
 def test_bundled_protocol_passes_on_the_default_cpu_target():
-    report = run(Target(spec=dsl.load(dsl.BUNDLED)))
+    report = run(load_target(dsl.BUNDLED))
     bad = [(s.id, s.message) for s in report.steps if s.status == "fail"]
     assert report.passed and not bad, bad
     ids = {s.id for s in report.steps if s.status == "pass"}
@@ -63,7 +69,7 @@ def test_select_gating_pulls_in_needs_and_only_rejects_unknown_ids():
 
 
 def test_junit_has_one_case_per_step():
-    report = run(Target(spec=dsl.loads(SMALL_SPEC)), only=["sync", "data"])
+    report = run(target(SMALL_SPEC), only=["sync", "data"])
     suite = ET.fromstring(junit_xml(report))
     assert suite.get("tests") == "2" and suite.get("failures") == "1"
     cases = {c.get("name"): c for c in suite.iter("testcase")}
@@ -92,8 +98,32 @@ def test_a_crashing_check_is_a_failure_with_its_traceback(monkeypatch):
     def explodes(target, params):
         raise RuntimeError("boom")
     monkeypatch.setitem(registry.CHECKS, "test.explodes", registry.Check("test.explodes", registry.NoParams, explodes, ""))
-    spec = dsl.loads("system S { protocol { step a { check: test.explodes }  step b { check: data.aligned_batches } } }")
-    report = run(Target(spec=spec))
+    report = run(target("system S { protocol { step a { check: test.explodes }  step b { check: data.aligned_batches } } }"))
     a, b = report.steps
     assert a.status == "fail" and a.message == "check raised RuntimeError: boom" and "Traceback" in a.evidence
     assert b.status == "pass"        # one crash does not stop the protocol
+
+
+class _Bare:
+    """A system that provides nothing, and one method a scaffold left unfilled."""
+
+    def design(self):
+        raise NotImplementedError("not provided: design")
+
+
+def test_missing_capabilities_are_skips_that_name_them_and_nothing_ran_is_no_pass():
+    report = run(target(SMALL_SPEC.replace("timeout: 0.2", ""), system=_Bare()))
+    assert [s.status for s in report.steps] == ["skip", "skip", "skip", "skip"]
+    assert {s.missing for s in report.steps if s.missing} >= {"config", "training"}
+    assert "needs capability 'config' (config_groups, param_values)" in report.steps[0].message
+    assert not report.passed and "no step ran, so nothing was verified" in report.summary()
+    assert report.counts()["missing"] == 3         # 'rules' skipped for 'sync', not for a capability
+
+
+def test_numeric_verdicts_carry_their_margin():
+    report = run(load_target(dsl.BUNDLED), only=["eval_mode_loss", "block_parity", "spec_config_sync"])
+    by = {s.id: s for s in report.steps}
+    assert by["spec_config_sync"].margin is None                 # an exact check: no margin
+    for sid in ("eval_mode_loss", "block_parity"):
+        m = next(iter(by[sid].margins.values()))
+        assert by[sid].margin == m.ratio >= 10 and m.value <= m.limit

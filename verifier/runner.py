@@ -124,15 +124,15 @@ def run_step(step: Step, target: Target) -> Result:
 
 
 def run_in_order(step: Step, target: Target, bad: set[str]) -> Result:
-    """One step of a protocol run. `bad` holds the steps so far that failed or were skipped
-    because something they need failed: a step needing one of them is skipped, saying which.
-    Adds this step to `bad` when it does not pass for either reason."""
+    """One step of a protocol run. `bad` holds the steps so far that did not pass (failed, or
+    skipped for a missing capability or a need of their own): a step needing one of them is
+    skipped, saying which. Adds this step to `bad` when it does not pass."""
     blocked = [n for n in step.needs if n in bad]
     if blocked:
         bad.add(step.name)
         return Result(status="skip", message=f"skipped: needs {', '.join(blocked)}, which did not pass")
     res = run_step(step, target)
-    if res.status == "fail":
+    if res.status == "fail" or res.missing is not None:
         bad.add(step.name)
     return res
 

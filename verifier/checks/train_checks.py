@@ -85,6 +85,13 @@ def supervision_schedule(target: Target, p: SupervisionParams):
     return passed(f"{kind!r}: loss on loops {sorted(got)} of {L}", supervised=sorted(got))
 
 
+def peak_step(schedule) -> int:
+    """The step at which the declared schedule's learning rate peaks (the end of warm-up):
+    learnability is judged there, whatever the run's length (a 20-step run with 50 warm-up
+    steps never reaches it, but its model and data should still be learnable)."""
+    return schedule.warmup if schedule is not None else 0
+
+
 def declared_lr(schedule, step: int) -> float:
     """The declared schedule's learning rate at 0-based `step`, from its definition."""
     if schedule.kind == "constant":
@@ -139,7 +146,8 @@ def step_smoke(target: Target, p: SmokeParams):
     """A few steps of the system's own training step on one fixed batch: the loss is finite and
     falls; every trainable parameter is held by the optimizer, gets a gradient and changes
     (frozen ones do not); the gradient norm after clipping is at most the clip; the learning
-    rate follows the declared schedule. Steps 0 and then the first steps after warm-up."""
+    rate follows the declared schedule. Steps 0 and 1 (the start of the schedule), then at the
+    schedule's peak."""
     sys = target.need("training")
     d = target.design
     model = sys.build(target.seed).train()
@@ -147,8 +155,7 @@ def step_smoke(target: Target, p: SmokeParams):
     b = batch(target, p.batch_size)
     before = {n: q.detach().clone() for n, q in model.named_parameters()}
     watch = _StepWatch(opt)
-    warm = d.schedule.warmup if d.schedule else 0
-    steps_run = [0] + [warm + i for i in range(p.steps - 1)]
+    steps_run = [0, 1] + [peak_step(d.schedule)] * (p.steps - 2)
     try:
         losses = [float(sys.train_step(model, opt, b, s)) for s in steps_run]
     finally:
@@ -176,16 +183,17 @@ class OverfitParams(Params):
 
 @check("train.overfit_batch", OverfitParams)
 def overfit_batch(target: Target, p: OverfitParams):
-    """One fixed batch, trained with the system's own step, must be memorised (loss < target)
-    within N steps (a budget in steps, not seconds); if not, there is a bug."""
+    """One fixed batch, trained with the system's own step at the schedule's peak learning rate,
+    must be memorised (loss < target) within N steps (a budget in steps, not seconds); if not,
+    there is a bug."""
     sys = target.need("training")
     model = sys.build(target.seed).train()
     opt = sys.optimizer(model)
     b = batch(target, p.batch_size, offset=0)
-    warm = target.design.schedule.warmup if target.design.schedule else 0
+    peak = peak_step(target.design.schedule)
     losses = []
     for step in range(p.steps):
-        losses.append(float(sys.train_step(model, opt, b, warm + step)))
+        losses.append(float(sys.train_step(model, opt, b, peak)))
         if losses[-1] < p.target_loss:
             m = Margins()
             m.lower("step_budget", p.steps, step + 1)

@@ -4,9 +4,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from looplm.cli import app
-from looplm.experiment import Experiment, loops_for
-from looplm.report import HEADLINE
+from app.cli import app
+from app.experiment import Experiment, loops_for
+HEADLINE = "looplm_reversed_all_loops"
 
 TINY = {"model": {"n_embd": 32, "n_head": 2, "n_loops": 3, "prefix_bidirectional": True},
         "train": {"max_iters": 20, "eval_interval": 10, "eval_problems": 16, "batch_size": 16, "device": "cpu"},
@@ -27,11 +27,11 @@ def test_loop_expressions():
 
 def test_experiment_runs_and_reports(tmp_path):
     exp = tmp_path / "tiny.json"
-    exp.write_text(json.dumps({"name": HEADLINE, "config": TINY, "evals": EVALS}))
+    exp.write_text(json.dumps({"name": HEADLINE, "headline": True, "config": TINY, "evals": EVALS}))
     r = CliRunner().invoke(app, ["experiment", "run", str(exp), "--out", str(tmp_path / "runs")])
     assert r.exit_code == 0, r.output
     run = tmp_path / "runs" / HEADLINE
-    for f in ("experiment.json", "gate.json", "trace.jsonl", "ckpt.pt", "ckpt_bf16.pt", "results.json"):
+    for f in ("experiment.json", "config.json", "gate.json", "trace.jsonl", "ckpt.pt", "ckpt_bf16.pt", "results.json"):
         assert (run / f).exists(), f
     res = json.loads((run / "results.json").read_text())
     assert res["evals"]["random"]["loops_by_digits"] == {"2": 4, "5": 7}
@@ -40,7 +40,7 @@ def test_experiment_runs_and_reports(tmp_path):
     r = CliRunner().invoke(app, ["report", str(tmp_path / "results"), "--runs", str(tmp_path / "runs")])
     assert r.exit_code == 0, r.output
     report = (tmp_path / "results" / "REPORT.md").read_text()
-    assert "## Normal order" in report and "looplm_reversed" in report
+    assert "## Normal order" in report and HEADLINE in report
     for f in ("length_generalization.json", "normal_order.json", "test_time_loops.json", "adaptive_halting.json",
               "length_generalization.png", f"checkpoints/{HEADLINE}.pt"):
         assert (tmp_path / "results" / f).exists(), f

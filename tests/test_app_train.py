@@ -23,7 +23,7 @@ SMALL = {"model": {"n_embd": 32, "n_head": 4, "n_loops": 3},
 def torchrun(args: list[str], nproc: int = 2, **kw) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "looplm.train", *args]
+           "-m", "app.train", *args]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
@@ -104,7 +104,7 @@ def rank_pid(root: int, rank: int) -> int:
 
 def test_a_failed_gate_stops_every_rank(tmp_path, strict_spec):
     spec, cfg = strict_spec
-    proc = torchrun(["--config", str(cfg), "--out", str(tmp_path / "ddp"), "--gate", str(spec)])
+    proc = torchrun(["--config", str(cfg), "--out", str(tmp_path / "ddp"), "--spec", str(spec)])
     _, stderr = proc.communicate(timeout=240)
     assert proc.returncode != 0
     assert "[rank 0] gate FAILED" in stderr and "[rank 1] gate FAILED" in stderr

@@ -8,7 +8,7 @@ from xml.etree import ElementTree as ET
 from typer.testing import CliRunner
 
 import rca
-from looplm.cli import app
+from app.cli import app
 
 runner = CliRunner()
 
@@ -37,9 +37,21 @@ def test_verify_exit_codes(tmp_path, strict_spec):
     bad = tmp_path / "bad.dsl"
     bad.write_text("system S {\n  protocol { step a { check: spec.rules gates: yes } }\n}\n")
     r = run("verify", "--spec", bad)
-    assert r.exit_code == 2 and f"{bad}:2:" in r.stderr and "Traceback" not in r.output
+    assert r.exit_code == 1 and f"{bad}:2:" in r.stderr and "Traceback" not in r.output
     r = run("verify", "--spec", tmp_path / "missing.dsl")
     assert r.exit_code == 2 and "no such file" in r.stderr
+
+
+def test_a_spec_binding_missing_code_fails_at_its_line(tmp_path):
+    for ref, words in (("no_such_pkg.system:Factory", "no module named 'no_such_pkg'"),
+                       ("looplm.system:LoopLMSytem", "did you mean 'LoopLMSystem'?"),
+                       ("missing.py:System", "no file")):
+        spec = tmp_path / "s.dsl"
+        spec.write_text(f'system S {{\n  implementation: "{ref}"\n  protocol {{ step a {{ check: spec.rules }} }}\n}}\n')
+        for cmd in (["verify", "--spec", spec], ["spec", "check", spec], ["gate", "--spec", spec, "--", "true"]):
+            r = run(*cmd)
+            assert r.exit_code == 1 and f"{spec}:2:" in r.stderr and words in r.stderr, (cmd, r.output)
+            assert "Traceback" not in r.output
 
 
 def test_train_refuses_when_a_gating_step_fails_and_drafts_an_rca_record(tmp_path, strict_spec):
@@ -112,3 +124,21 @@ def test_pytest_plugin_collects_protocol_steps(tmp_path, strict_spec):
     assert bad.returncode == 1, bad.stdout[-2000:]
     assert "1 failed, 2 passed" in bad.stdout and "rope_with_x0" in bad.stdout
     assert "fix: change the architecture" in bad.stdout
+
+
+def test_pytest_plugin_collects_only_the_steps_and_reports_spec_errors_cleanly(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    base = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--collect-only"]
+    import dsl
+    r = subprocess.run(base + ["--looplm-spec", str(dsl.BUNDLED)], cwd=dsl.BUNDLED.parents[2], env=env,
+                       capture_output=True, text=True, timeout=300)
+    steps = [s.name for s in dsl.load(dsl.BUNDLED).system.steps]
+    listed = [line.rsplit("::", 1)[-1] for line in r.stdout.splitlines() if "::" in line]
+    assert r.returncode == 0 and listed == steps, r.stdout[-2000:]
+    assert f"{len(steps)} tests collected" in r.stdout
+    bad = tmp_path / "bad.dsl"
+    bad.write_text("system S {\n  protocol { step a { check: nope.nope } }\n}\n")
+    r = subprocess.run(base + ["--looplm-spec", str(bad)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 4 and f"{bad}:2:" in r.stderr and "INTERNALERROR" not in r.stdout + r.stderr
+    assert len((r.stdout + r.stderr).strip().splitlines()) <= 8

@@ -3,7 +3,7 @@ import json
 
 from typer.testing import CliRunner
 
-from looplm.cli import app
+from app.cli import app
 
 runner = CliRunner()
 
@@ -52,7 +52,7 @@ def test_eval_refuses_other_format_and_bad_args(tiny_run, tmp_path):
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"junk")
     r = run("eval", "--ckpt", junk)
-    assert r.exit_code == 1 and "not a readable checkpoint" in r.stderr
+    assert r.exit_code == 2 and "not a readable checkpoint" in r.stderr
 
 
 def test_trace_writes_json_and_png(tiny_run, tmp_path):

@@ -4,17 +4,18 @@ import json
 
 import pytest
 
+from app.report import length_table
 from looplm import checkpoint
 from looplm.evaluate import evaluate
 from looplm.provenance import ROOT
-from looplm.report import HEADLINE, length_table
 
 RESULTS = ROOT / "results"
+HEADLINE = "looplm_reversed_all_loops"
 
 
 def test_readme_table_is_generated_from_the_results():
     table = length_table(RESULTS)
-    assert table in (ROOT / "README.md").read_text(), "README is stale: paste `looplm.report.length_table('results')`"
+    assert table in (ROOT / "README.md").read_text(), "README is stale: paste `app.report.length_table('results')`"
     assert table in (RESULTS / "REPORT.md").read_text()
 
 

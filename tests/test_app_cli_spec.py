@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 import dsl
-from looplm.cli import app
+from app.cli import app
 from tests.mutations import mutate
 
 runner = CliRunner()
