@@ -15,6 +15,15 @@ from looplm.provenance import device_name, git_commit
 RESULTS = Path(__file__).with_name("results")
 
 
+def device_kind() -> str:
+    """'h200', 'h100', ... from the GPU's name (results are named by device), or 'cpu'."""
+    import torch
+    if not torch.cuda.is_available():
+        return "cpu"
+    name = torch.cuda.get_device_name(0).lower()
+    return next((w for w in name.replace("-", " ").split() if w[:1] in "habl" and w[1:].isdigit()), "gpu")
+
+
 def record(name: str, data: dict[str, Any], out: Path | None = None) -> Path:
     """Write `data` with device, date, commit and the command to bench/results/NAME.json."""
     payload = {"device": device_name(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -20,14 +20,15 @@ import torch
 
 from .common import record, table
 
-from looplm.experiment import Experiment
+from app.experiment import Experiment
 from looplm.provenance import ROOT
-from looplm.report import HEADLINE
+
+HEADLINE = "looplm_reversed_all_loops"
 
 
 def train_once(cfg: Path, out: Path, nproc: int | None) -> dict:
     """nproc None: one plain process; else torchrun with nproc ranks. Returns the summary."""
-    base = ["-m", "looplm.train", "--config", str(cfg), "--out", str(out), "--no-gate", "--reason", "bench"]
+    base = ["-m", "app.train", "--config", str(cfg), "--out", str(out), "--no-gate", "--reason", "bench"]
     cmd = [sys.executable, *base] if nproc is None else \
         [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *base]
     env = {**os.environ, "NCCL_NVLS_ENABLE": "0", "OMP_NUM_THREADS": "4"}

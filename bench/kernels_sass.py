@@ -93,13 +93,14 @@ def main() -> None:
         sys.path.insert(0, str(args.root.resolve()))
         for name in [m for m in sys.modules if m == "kernels" or m.startswith("kernels.")]:
             del sys.modules[name]
+    import importlib
+
     import dsl
-    from kernels.aot import module_of
     spec = dsl.load((args.root or Path(".")) / "dsl" / "specs" / "looplm_system.dsl")
     rows = []
     for k in spec.system.kernels:
         shape = k.shapes[args.shape_index]
-        for kernel, params in module_of(k).aot_signatures(**shape):
+        for kernel, params in importlib.import_module(k.module).aot_signatures(**shape):
             kernel = kernel.variant(**options)
             t0 = time.perf_counter()
             cubin = kernel.export(jit_like(params), args.arch, cache=False)

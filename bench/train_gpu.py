@@ -13,30 +13,27 @@ from pathlib import Path
 
 import torch
 
-from bench.common import RESULTS, record, table
+from bench.common import device_kind, record, table
 from looplm.config import Config
 from looplm.data import train_batches
 from looplm.model import LoopLM
 from looplm.tokens import ADDITION
-from looplm.train import optimizer
+from looplm.train import optimizer, train_step
 
 
 def tokens_per_s(cfg: Config, batches, steps: int, warmup: int = 10) -> tuple[float, float]:
+    """Tokens per second of the training loop's own step (looplm.train.train_step), bf16 autocast."""
     torch.manual_seed(0)
     model = LoopLM(cfg, ADDITION).cuda().train()
     opt = optimizer(model, cfg.train, fused=True)
+    autocast = lambda: torch.autocast("cuda", dtype=torch.bfloat16)  # noqa: E731
     tokens = 0
     for i in range(warmup + steps):
         if i == warmup:
             torch.cuda.synchronize()
             t0, tokens = time.perf_counter(), 0
         idx, tgt = batches[i % len(batches)]
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = model(idx, tgt).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        train_step(model, opt, idx, tgt, i, cfg, autocast=autocast)
         tokens += int((idx != ADDITION.pad_id).sum())
     torch.cuda.synchronize()
     dt = time.perf_counter() - t0
@@ -50,7 +47,7 @@ def main() -> None:
     ap.add_argument("--loops", type=int, default=12)
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--steps", type=int, default=60)
-    ap.add_argument("--out", type=Path, default=RESULTS / "train-h100.json")
+    ap.add_argument("--out", type=Path, help="default: bench/results/train-<device>.json")
     args = ap.parse_args()
     stream = train_batches(args.batch, 1, 4, "reversed", seed=0)
     batches = [(b.idx.cuda(), b.targets.cuda()) for b in (next(stream) for _ in range(16))]
@@ -66,7 +63,7 @@ def main() -> None:
           [[f"LoopLM-{args.loops}", rows["looplm"]["params"], rows["looplm"]["tokens_per_s"], rows["looplm"]["ms_per_step"]],
            [f"GPT-{args.loops}L", rows["gpt"]["params"], rows["gpt"]["tokens_per_s"], rows["gpt"]["ms_per_step"]]])
     print(f"LoopLM / GPT tokens/s ratio: {ratio:.3f}")
-    print(f"wrote {record('train-h100', {'width': args.width, 'loops': args.loops, 'batch': args.batch, 'steps': args.steps, **rows, 'ratio_looplm_over_gpt': ratio}, out=args.out)}")
+    print(f"wrote {record('train-' + device_kind(), {'width': args.width, 'loops': args.loops, 'batch': args.batch, 'steps': args.steps, **rows, 'ratio_looplm_over_gpt': ratio}, out=args.out)}")
 
 
 if __name__ == "__main__":

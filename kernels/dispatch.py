@@ -26,6 +26,10 @@ from . import looped_block as _looped
 from .looped_block import Weights
 
 BACKENDS = ("auto", "reference", "cutile", "emulator")
+
+
+class KernelUnavailable(RuntimeError):
+    """A backend asked for by name that cannot run here (no silent fallback)."""
 _chosen: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar("looplm_kernels", default=None)
 
 
@@ -72,13 +76,21 @@ def backend(t: torch.Tensor) -> str:
         return "reference"
     gpu = t.is_cuda and cutile_available()
     if asked == "cutile" and not gpu:
-        raise RuntimeError("kernel backend 'cutile' asked for, but cuda.tile or a CUDA tensor is missing "
+        raise KernelUnavailable("kernel backend 'cutile' asked for, but cuda.tile or a CUDA tensor is missing "
                            "(use 'emulator' to run the kernel source on the CPU)")
     if asked == "emulator" and t.is_cuda:
-        raise RuntimeError("kernel backend 'emulator' runs on CPU tensors; these are on the GPU")
+        raise KernelUnavailable("kernel backend 'emulator' runs on CPU tensors; these are on the GPU")
     if asked == "auto":
         return "cutile" if gpu else "reference"
     return asked
+
+
+def per_loop_kernels(name: str) -> bool:
+    """Where the persistent kernel cannot run a shape (T > 64, say), use the per-loop kernels
+    (attention, halting update) only when they were asked for by name: under `auto` the
+    reference runs instead, because the per-loop path measured slower than it (4x eager at
+    T = 99 and T = 303 on the H200, bench/results/kernels-h200.json)."""
+    return name == "emulator" or (name == "cutile" and requested() == "cutile")
 
 
 # The model asks `backend` once per forward, outside its loop, and passes the answer down: a

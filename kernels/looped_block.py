@@ -12,7 +12,7 @@ short sequences, with halting inside the kernel.
     logits (B, T, V)  fp32   the head's output on the final state
     steps  (B, T)     int32  loops each token ran
 
-One CTA holds the state of a group of whole sequences packed into R = 64 or 128 token rows (T <= 64,
+One CTA holds the state of a group of whole sequences packed into R = 64 or 128 token rows (T <= 128,
 D a power of two <= 128) for all L loops; every loop reads the weights again, from L2 (all CTAs read the same ones),
 instead of launching ~10 kernels per loop. Matrix products run in bf16 with fp32
 accumulation (fp32 weights: fp32 products); layer norms, softmax and the state stay fp32. Shapes outside `supported` fall
@@ -31,7 +31,10 @@ from .tile import ct, next_pow2, tile_kernel
 ConstInt = ct.Constant[int]
 ConstBool = ct.Constant[bool]
 INF = math.inf
-MAX_T, MAX_D = 64, 128   # one block holds a (ROWS, D) state: D=256 spills (9 MB cubin, 80 s compile)
+# one block holds a (ROWS, D) state: D=256 spills (9 MB cubin, 80 s compile); a sequence of up to
+# MAX_ROWS tokens fills one 128-row group by itself (T = 99 for 32-digit problems), longer ones run
+# on the reference path (kernels/dispatch.py)
+MAX_T, MAX_D = 128, 128
 # Tunings measured on the H100 (bench/results/kernels-h100.json, L=32, no halting, graphed path):
 # packed token rows per block: ROWS, or MAX_ROWS where that wastes fewer rows (T=39: 3 sequences
 # fill 91% of 128 rows, 1 fills 61% of 64): 4.8 ms vs 5.4 although 128 rows spill some

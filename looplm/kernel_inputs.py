@@ -21,7 +21,7 @@ from .tokens import ADDITION
 # vocabularies padded past one power of two, state widths beyond one 128-column tile)
 HALTING_DIMS = {"M": (1, 300), "V": (2, 1500), "D": (1, 300)}
 ATTENTION_DIMS = {"B": (1, 3), "H": (1, 4), "T": (1, 160), "D": (16, 32)}
-LOOPED_DIMS = {"B": (1, 8), "T": (3, 64), "D": (64, 128), "H": (2, 4), "V": (14, 14)}
+LOOPED_DIMS = {"B": (1, 8), "T": (3, 128), "D": (64, 128), "H": (2, 4), "V": (14, 14)}
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -105,7 +105,7 @@ def make_looped(shape: dict, seed: int, kind: str = "random"):
     """(x0 (B, T, D), sig, plen, real (B, T), thr (B, T), Weights), options: all loops of a random block."""
     g = _gen(seed)
     fmt = "normal" if seed % 2 else "reversed"
-    idx, sig, plen = addition_rows(shape["B"], _digits_for(min(shape["T"], 64)), fmt, seed)
+    idx, sig, plen = addition_rows(shape["B"], _digits_for(min(shape["T"], 128)), fmt, seed)
     B, T = idx.shape
     D, V = 64 if shape["D"] < 96 else 128, len(ADDITION)          # powers of two the kernel holds
     H = 2 if shape["H"] < 3 else 4                                # head sizes 32 or 16..64

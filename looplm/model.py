@@ -209,13 +209,16 @@ class LoopLM(nn.Module):
         L = self._depth(loops)
         policy = halting or self.config.halting
         backend = "reference" if self.training else dispatch.backend(idx)
+        fused = None
         if backend != "reference" and not torch.is_grad_enabled() and not trace:
             fused = fused_forward(self, idx, L, policy)            # all loops in one kernel launch
-            if fused is not None:
-                logits, steps, used = fused
-                real = idx != self.vocab.pad_id
-                return Output(logits, self._ce(logits, targets) if targets is not None else None,
-                              Halting(steps, torch.empty(0, *idx.shape, device=idx.device), used, real.sum() * L))
+        if fused is not None:
+            logits, steps, used = fused
+            return Output(logits, self._ce(logits, targets) if targets is not None else None,
+                          Halting(steps, torch.empty(0, *idx.shape, device=idx.device), used,
+                                  (idx != self.vocab.pad_id).sum() * L))
+        if not dispatch.per_loop_kernels(backend):
+            backend = "reference"                                  # faster where one launch cannot run
         sig = significance(idx, self.vocab, self.config.data.format)
         x0 = self.embed(idx, sig)
         real = idx != self.vocab.pad_id                            # (B, T) tokens that count

@@ -8,13 +8,16 @@ from typing import Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field
 
 Status = Literal["pass", "fail", "skip"]
+# On a clean system every numeric verdict sits at least this many times inside its limit
+# (tests/test_verifier_runner.py holds the bundled system to it): no verdict rides on noise.
+MIN_MARGIN = 2.0
 
 
 class Margin(BaseModel):
     """One numeric verdict: `value` must be <= `limit` (upper) or >= `limit` (lower). `ratio`
     is how many times inside the limit the value is (limit / value, or value / limit): >= 1
     passes, and a clean system should sit far above 1 so that no verdict rides on noise."""
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="strings")
 
     value: float
     limit: float
@@ -82,9 +85,10 @@ def skipped(reason: str, missing: Optional[str] = None, **measured: Any) -> Resu
 
 
 class StepResult(BaseModel):
-    """One protocol step's outcome, as written to `looplm verify --json`."""
+    """One protocol step's outcome, as written to `looplm verify --json` (an infinite margin,
+    a verdict whose value sat at exactly zero, is written "Infinity")."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="strings")
 
     id: str
     check: str
@@ -105,7 +109,7 @@ class StepResult(BaseModel):
 
 
 class Report(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="strings")
 
     spec: str
     system: str = ""                      # the implementation the spec bound to

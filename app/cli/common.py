@@ -21,6 +21,7 @@ from rich.console import Console
 from app.files import write_atomic
 from app.pipeline import GateRefused
 from dsl import SpecError
+from kernels.dispatch import KernelUnavailable
 from looplm.checkpoint import CheckpointError
 from looplm.evaluate import FormatMismatch
 from looplm.train import TrainingError, TrainingInterrupted
@@ -63,6 +64,7 @@ _USER_ERRORS = [
     (CheckpointError, EXIT_USAGE, lambda e: f"error: {e}"),
     (ConfigRefused, EXIT_USAGE, lambda e: f"error: {e}"),
     (DeviceUnavailable, EXIT_USAGE, lambda e: f"error: {e}"),
+    (KernelUnavailable, EXIT_USAGE, lambda e: f"error: {e}"),
     (TrainingError, EXIT_USAGE, lambda e: f"error: {e}"),
     (CatalogError, EXIT_USAGE, lambda e: f"error: {e}"),
     (json.JSONDecodeError, EXIT_USAGE, lambda e: f"error: invalid JSON: {e.msg} at line {e.lineno} column {e.colno}"),

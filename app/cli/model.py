@@ -46,6 +46,8 @@ def train_cmd(config: Optional[Path] = typer.Option(None, help="Config of the ru
         if no_gate and not reason:
             raise UsageError("--no-gate needs --reason TEXT (the bypass is recorded)")
         values = pipeline.overrides(max_iters=max_iters, device=device.value if device else None)
+        if values.get("device") == "cuda":
+            pick_device("cuda")                    # refused before the gate, not after it
         if nproc > 1:
             launch_torchrun(nproc, existing(spec), config and existing(config), out_dir, values, resume, reason if no_gate else None, rca_path)
         with Progress(*PROGRESS, console=out, transient=False) as bar:

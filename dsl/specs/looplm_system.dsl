@@ -150,8 +150,12 @@ system LoopLM {
     padding: neg_inf
     reduction: loop
     index_units: tiles
-    shapes: [{B: 64, T: 40, D: 64, H: 4, V: 14}, {B: 1024, T: 40, D: 128, H: 4, V: 14}]
-    limits: {T: 64, D: 128}
+    shapes: [
+      {B: 64, T: 40, D: 64, H: 4, V: 14},
+      {B: 1024, T: 40, D: 128, H: 4, V: 14},
+      {B: 256, T: 99, D: 128, H: 4, V: 14},
+    ]
+    limits: {T: 128, D: 128}
     archs: [sm_80, sm_90, sm_100, sm_120]
   }
 
@@ -274,7 +278,7 @@ system LoopLM {
     }
     step train_step_smoke {
       check: train.step_smoke
-      params: {steps: 12, batch_size: 16}
+      params: {steps: 24, batch_size: 16}
       expect: "the real training step: finite falling loss, every parameter trained, clipped, scheduled as declared"
       on_fail: "the training loop and the model disagree (a stale caller, a missing parameter, a lost clip): fix the loop"
       gates: true

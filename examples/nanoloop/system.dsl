@@ -34,28 +34,110 @@ system nanoloop {
   }
 
   protocol {
-    step spec_config_sync { check: spec.config_sync  gates: true  severity: critical }
-    step aligned_batches { check: data.aligned_batches  params: {batches: 2, batch_size: 16}  gates: true  bugs: [1]
-      on_fail: "pack whole examples; never cut a token stream at random offsets" }
-    step answer_only_targets { check: data.answer_only_targets  params: {batch_size: 16}  gates: true  bugs: [2]
-      on_fail: "targets only on answer tokens and ';'" }
-    step forward_contract { check: model.forward_contract  gates: true  bugs: [10] }
-    step eval_mode_loss { check: model.eval_mode_loss  needs: [forward_contract]  gates: true  bugs: [12] }
-    step loop_accounting { check: model.loop_accounting  needs: [forward_contract]  gates: true }
-    step autograd_connectivity { check: model.autograd_connectivity  needs: [forward_contract]  gates: true  bugs: [4] }
-    step supervision_schedule { check: train.supervision_schedule  needs: [forward_contract]  gates: true  bugs: [11] }
-    step causality { check: model.causality  needs: [forward_contract]  gates: true }
-    step halting_semantics { check: model.halting_semantics  needs: [loop_accounting]  gates: true }
-    step train_step_smoke { check: train.step_smoke  params: {steps: 12, batch_size: 8}  needs: [forward_contract]  gates: true  bugs: [10]
-      on_fail: "the training loop and the model disagree: fix the loop" }
-    step strict_checkpoint_load { check: checkpoint.strict_load  gates: true  bugs: [9] }
-    step resume_equivalence { check: train.resume_equivalence  params: {first: 5, then: 5}  needs: [strict_checkpoint_load, train_step_smoke]  gates: true }
-    step format_parity { check: eval.format_parity  needs: [strict_checkpoint_load]  gates: true  bugs: [3] }
-    step generation_parity { check: eval.generation_parity  needs: [format_parity]  gates: true }
-    step block_parity { check: model.block_parity  gates: true }
-    step kernel_differential { check: kernel.differential  gates: true }
-    step inference_parity { check: kernel.inference_parity  gates: true }
-    step overfit_batch { check: train.overfit_batch  params: {steps: 300, target_loss: 0.1, batch_size: 8}
-      needs: [aligned_batches, answer_only_targets, autograd_connectivity, train_step_smoke]  gates: true }
+    step spec_config_sync {
+      check: spec.config_sync
+      gates: true
+      severity: critical
+    }
+    step aligned_batches {
+      check: data.aligned_batches
+      params: {batches: 2, batch_size: 16}
+      on_fail: "pack whole examples; never cut a token stream at random offsets"
+      gates: true
+      bugs: [1]
+    }
+    step answer_only_targets {
+      check: data.answer_only_targets
+      params: {batch_size: 16}
+      on_fail: "targets only on answer tokens and ';'"
+      gates: true
+      bugs: [2]
+    }
+    step forward_contract {
+      check: model.forward_contract
+      gates: true
+      bugs: [10]
+    }
+    step eval_mode_loss {
+      check: model.eval_mode_loss
+      gates: true
+      needs: [forward_contract]
+      bugs: [12]
+    }
+    step loop_accounting {
+      check: model.loop_accounting
+      gates: true
+      needs: [forward_contract]
+    }
+    step autograd_connectivity {
+      check: model.autograd_connectivity
+      gates: true
+      needs: [forward_contract]
+      bugs: [4]
+    }
+    step supervision_schedule {
+      check: train.supervision_schedule
+      gates: true
+      needs: [forward_contract]
+      bugs: [11]
+    }
+    step causality {
+      check: model.causality
+      gates: true
+      needs: [forward_contract]
+    }
+    step halting_semantics {
+      check: model.halting_semantics
+      gates: true
+      needs: [loop_accounting]
+    }
+    step train_step_smoke {
+      check: train.step_smoke
+      params: {steps: 24, batch_size: 8}
+      on_fail: "the training loop and the model disagree: fix the loop"
+      gates: true
+      needs: [forward_contract]
+      bugs: [10]
+    }
+    step strict_checkpoint_load {
+      check: checkpoint.strict_load
+      gates: true
+      bugs: [9]
+    }
+    step resume_equivalence {
+      check: train.resume_equivalence
+      params: {first: 5, then: 5}
+      gates: true
+      needs: [strict_checkpoint_load, train_step_smoke]
+    }
+    step format_parity {
+      check: eval.format_parity
+      gates: true
+      needs: [strict_checkpoint_load]
+      bugs: [3]
+    }
+    step generation_parity {
+      check: eval.generation_parity
+      gates: true
+      needs: [format_parity]
+    }
+    step block_parity {
+      check: model.block_parity
+      gates: true
+    }
+    step kernel_differential {
+      check: kernel.differential
+      gates: true
+    }
+    step inference_parity {
+      check: kernel.inference_parity
+      gates: true
+    }
+    step overfit_batch {
+      check: train.overfit_batch
+      params: {steps: 300, target_loss: 0.1, batch_size: 8}
+      gates: true
+      needs: [aligned_batches, answer_only_targets, autograd_connectivity, train_step_smoke]
+    }
   }
 }

@@ -118,7 +118,7 @@ class _StepWatch:
 
 
 class SmokeParams(Params):
-    steps: int = 12
+    steps: int = 24
     batch_size: int = 16
 
 
