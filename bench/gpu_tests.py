@@ -21,7 +21,7 @@ def main() -> None:
         proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider",
                                f"--junitxml={junit}", "tests/test_kernels_gpu.py"], capture_output=True, text=True)
         wall = time.perf_counter() - t0
-        print(proc.stdout[-3000:], proc.stderr[-2000:])
+        print(proc.stdout[-12000:], proc.stderr[-3000:])
         cases = ET.parse(junit).getroot().iter("testcase") if junit.exists() else []
         tests = [{"test": f"{c.get('classname')}::{c.get('name')}", "seconds": float(c.get("time", 0)),
                   "status": "failed" if c.find("failure") is not None or c.find("error") is not None

@@ -29,29 +29,25 @@ def expected_loops(kind, L: int) -> set[int]:
             "weighted": set(range(L))}[kind]
 
 
-def _nearest_loop(tensor, outputs: dict) -> int | None:
-    """The loop whose output `tensor` derives from most directly: a breadth-first walk of the
-    autograd graph from `tensor` that stops at the first loop output it meets (a prediction made
-    from loop k's state reaches loop k's output before any earlier one)."""
-    frontier, seen = [tensor.grad_fn], set()
-    while frontier:
-        hits = [outputs[id(f)] for f in frontier if id(f) in outputs]
-        if hits:
-            return max(hits)
-        seen |= {id(f) for f in frontier}
-        frontier = [g for f in frontier if f is not None for g, _ in f.next_functions
-                    if g is not None and id(g) not in seen]
-    return None
+def _latest_loop(head_input, probes: list) -> int | None:
+    """The latest loop whose output `head_input` depends on: loop k's output carries a zero
+    probe (a scalar leaf added to it), and a prediction read from loop k's state depends on the
+    probes of loops 0..k only."""
+    r = torch.randn(head_input.shape, generator=torch.Generator().manual_seed(0)).to(head_input.device)
+    grads = torch.autograd.grad((head_input * r).sum(), probes, allow_unused=True, retain_graph=True)
+    hit = [k for k, g in enumerate(grads) if g is not None and float(g.abs()) > 0]
+    return max(hit) if hit else None
 
 
 def supervised_loops(sys, model, idx, tgt, L: int) -> set[int]:
     """The loops whose predictions the loss reaches: each call of the head is attributed to the
-    loop whose state it reads (through the autograd graph); a loop is supervised when a
-    prediction read from it gets gradient from the loss."""
-    outputs, heads = {}, []
+    loop whose state it reads; a loop is supervised when a prediction read from it gets gradient
+    from the loss."""
+    probes, heads = [], []
 
     def on_loop(mod, args, out):
-        outputs[id(out.grad_fn)] = len(outputs)
+        probes.append(torch.zeros((), device=out.device, requires_grad=True))
+        return out + probes[-1]                      # the same values, one more leaf to ask about
 
     def on_head(mod, args, out):
         out.retain_grad()
@@ -60,12 +56,12 @@ def supervised_loops(sys, model, idx, tgt, L: int) -> set[int]:
     hooks.append(sys.head_module(model).register_forward_hook(on_head))
     try:
         _, loss, _ = sys.forward(model, idx, tgt, loops=L)
-        loss.backward()
+        loss.backward(retain_graph=True)
     finally:
         for h in hooks:
             h.remove()
     return {k for inp, out in heads if out.grad is not None and float(out.grad.abs().sum()) > 0
-            for k in [_nearest_loop(inp, outputs)] if k is not None}
+            for k in [_latest_loop(inp, probes)] if k is not None}
 
 
 @check("train.supervision_schedule", SupervisionParams)
