@@ -241,29 +241,31 @@ class LoopLM(nn.Module):
         dynamic = not self.training and policy.mode != "fixed"
         gate = policy.mode == "gate" and self.halt_head is not None
         thr = self.thresholds(idx, policy) if dynamic and not gate else None
-        run = _Run(_State.start(x0 if cfg.model.reinject == "none" else torch.zeros_like(x0), real),
-                   supervision_weights(cfg.train.supervision, L))
+        state = _State.start(x0 if cfg.model.reinject == "none" else torch.zeros_like(x0), real)
+        weights = supervision_weights(cfg.train.supervision, L)
+        applications = torch.zeros((), dtype=torch.long, device=x0.device)
+        entropies, losses, halt_logits = [], [], []       # per loop (halting/trace; supervised; gate)
         for loop in range(L):
-            h = run.state.h
+            h = state.h
             if self.training and cfg.train.tbptt and loop == L - cfg.train.tbptt:
                 h = h.detach()                                     # truncated BPTT window
             new = self.blocks[loop if len(self.blocks) > 1 else 0](self.block_input(h, x0, loop), ctx)
-            run.applications = run.applications + run.state.active.sum()
-            supervised = targets is not None and self.training and (gate or run.weights[loop] > 0)
+            applications = applications + state.active.sum()
+            supervised = targets is not None and self.training and (gate or weights[loop] > 0)
             # a loop's own prediction is needed to halt on it, to supervise it, or to trace it
             logits = self.head(new) if (dynamic or supervised or trace) else None
             if dynamic:
-                run.state, entropy = self._halt(run.state, new, logits, thr, loop, policy, ctx.backend)
+                state, entropy = self._halt(state, new, logits, thr, loop, policy, ctx.backend)
             else:
-                run.state = run.state._replace(h=new, steps=run.state.steps + real.int())
+                state = state._replace(h=new, steps=state.steps + real.int())
                 entropy = self._entropy(logits, ctx.backend) if trace else None
             if entropy is not None:
-                run.entropies.append(entropy.detach())
+                entropies.append(entropy.detach())
             if gate and self.training:
-                run.halt_logits.append(self.halt_head(new).squeeze(-1))
+                halt_logits.append(self.halt_head(new).squeeze(-1))
             if supervised:
-                run.losses.append(self._ce(logits, targets, reduce=not gate))
-        return run
+                losses.append(self._ce(logits, targets, reduce=not gate))
+        return _Run(state, weights, applications, entropies, losses, halt_logits)
 
     def _entropy(self, logits: torch.Tensor, backend: str) -> torch.Tensor:
         """(B, T, V) -> (B, T) prediction entropy in nats (detached)."""
@@ -336,12 +338,11 @@ class _State(NamedTuple):
                    torch.ones(real.shape, device=real.device))
 
 
-class _Run:
-    """What one pass through the loops produced, besides the state."""
-
-    def __init__(self, state: _State, weights: list[float]):
-        self.state, self.weights = state, weights
-        self.applications = torch.zeros((), dtype=torch.long, device=state.h.device)
-        self.entropies: list[torch.Tensor] = []     # (B, T) per loop, halting or trace only
-        self.losses: list[torch.Tensor] = []        # the supervised loops' losses, in training
-        self.halt_logits: list[torch.Tensor] = []   # learned gate in training: (B, T) per loop
+class _Run(NamedTuple):
+    """What one pass through the loops produced (a NamedTuple: torch.compile traces it)."""
+    state: _State
+    weights: list                # supervision weight of each loop
+    applications: torch.Tensor   # () block-token applications
+    entropies: list              # (B, T) per loop, halting or trace only
+    losses: list                 # the supervised loops' losses, in training
+    halt_logits: list            # learned gate in training: (B, T) per loop
