@@ -222,11 +222,12 @@ class LoopLM(nn.Module):
         sig = significance(idx, self.vocab, self.config.data.format)
         x0 = self.embed(idx, sig)
         real = idx != self.vocab.pad_id                            # (B, T) tokens that count
-        run = self._loops(idx, x0, self.context(idx, sig, backend), real, targets, L, policy, trace)
-        logits = self.head(run.state.h)
-        loss, ponder = self._loss(logits, targets, run, policy)
-        ent = torch.stack(run.entropies) if run.entropies else torch.empty(0, *idx.shape, device=idx.device)
-        halt = Halting(run.state.steps, ent, run.applications, real.sum() * L, ponder)
+        h, steps, applications, entropies, losses, halt_logits = self._loops(
+            idx, x0, self.context(idx, sig, backend), real, targets, L, policy, trace)
+        logits = self.head(h)
+        loss, ponder = self._loss(logits, targets, losses, halt_logits, L, policy)
+        ent = torch.stack(entropies) if entropies else torch.empty(0, *idx.shape, device=idx.device)
+        halt = Halting(steps, ent, applications, real.sum() * L, ponder)
         return Output(logits, loss, halt)
 
     def _depth(self, loops: Optional[int]) -> int:
@@ -235,71 +236,76 @@ class LoopLM(nn.Module):
             raise ValueError(f"GPT-L with {len(self.blocks)} blocks cannot run {L} loops")
         return L
 
-    def _loops(self, idx, x0, ctx: Context, real, targets, L: int, policy: HaltingConfig, trace: bool) -> "_Run":
-        """Apply the block L times. Inference with halting freezes halted tokens (see _halt)."""
+    def _loops(self, idx, x0, ctx: Context, real, targets, L: int, policy: HaltingConfig, trace: bool):
+        """Apply the block L times -> (h, steps, applications, entropies, losses, halt_logits):
+        the final state, loops per token, block-token applications, and per loop the entropy
+        (halting or trace), the supervised loops' losses and the learned gate's logits (training).
+        Inference with halting freezes halted tokens (see _halt). Plain tensors and tuples only:
+        torch.compile traces the loop."""
         cfg = self.config
         dynamic = not self.training and policy.mode != "fixed"
         gate = policy.mode == "gate" and self.halt_head is not None
         thr = self.thresholds(idx, policy) if dynamic and not gate else None
-        state = _State.start(x0 if cfg.model.reinject == "none" else torch.zeros_like(x0), real)
+        h = x0 if cfg.model.reinject == "none" else torch.zeros_like(x0)
+        active, survive = real.clone(), torch.ones(real.shape, device=real.device)
+        steps = torch.zeros(real.shape, dtype=torch.int32, device=real.device)
         weights = supervision_weights(cfg.train.supervision, L)
         applications = torch.zeros((), dtype=torch.long, device=x0.device)
-        entropies, losses, halt_logits = [], [], []       # per loop (halting/trace; supervised; gate)
+        entropies, losses, halt_logits = [], [], []
         for loop in range(L):
-            h = state.h
-            if self.training and cfg.train.tbptt and loop == L - cfg.train.tbptt:
-                h = h.detach()                                     # truncated BPTT window
-            new = self.blocks[loop if len(self.blocks) > 1 else 0](self.block_input(h, x0, loop), ctx)
-            applications = applications + state.active.sum()
+            h_in = h.detach() if self.training and cfg.train.tbptt and loop == L - cfg.train.tbptt else h  # truncated BPTT
+            new = self.blocks[loop if len(self.blocks) > 1 else 0](self.block_input(h_in, x0, loop), ctx)
+            applications = applications + active.sum()
             supervised = targets is not None and self.training and (gate or weights[loop] > 0)
             # a loop's own prediction is needed to halt on it, to supervise it, or to trace it
             logits = self.head(new) if (dynamic or supervised or trace) else None
             if dynamic:
-                state, entropy = self._halt(state, new, logits, thr, loop, policy, ctx.backend)
+                h, active, steps, survive, entropy = self._halt(h, active, steps, survive, new, logits, thr, loop,
+                                                                policy, ctx.backend)
             else:
-                state = state._replace(h=new, steps=state.steps + real.int())
+                h, steps = new, steps + real.int()
                 entropy = self._entropy(logits, ctx.backend) if trace else None
             if entropy is not None:
                 entropies.append(entropy.detach())
             if gate and self.training:
                 halt_logits.append(self.halt_head(new).squeeze(-1))
             if supervised:
-                losses.append(self._ce(logits, targets, reduce=not gate))
-        return _Run(state, weights, applications, entropies, losses, halt_logits)
+                losses.append((weights[loop], self._ce(logits, targets, reduce=not gate)))
+        return h, steps, applications, entropies, losses, halt_logits
 
     def _entropy(self, logits: torch.Tensor, backend: str) -> torch.Tensor:
         """(B, T, V) -> (B, T) prediction entropy in nats (detached)."""
         return dispatch.entropy(logits.detach().flatten(0, 1), backend).view(logits.shape[:2])
 
-    def _halt(self, st: "_State", new, logits, thr, loop: int, policy: HaltingConfig, backend: str):
-        """One loop's halting update for inference -> (state, entropy): halted tokens keep their
-        state; a token halts once its entropy is below its threshold (or, with the learned gate,
-        once its cumulative halting probability passes gate_threshold), never before min_loops."""
+    def _halt(self, h, active, steps, survive, new, logits, thr, loop: int, policy: HaltingConfig, backend: str):
+        """One loop's halting update for inference -> (h, active, steps, survive, entropy): halted
+        tokens keep their state; a token halts once its entropy is below its threshold (or, with
+        the learned gate, once its cumulative halting probability passes gate_threshold), never
+        before min_loops."""
         B, T, D = new.shape
         if policy.mode == "gate":
-            survive = st.survive * (1 - torch.sigmoid(self.halt_head(new).squeeze(-1).float()))
-            h = torch.where(st.active[..., None], new, st.h)
-            active = st.active
+            survive = survive * (1 - torch.sigmoid(self.halt_head(new).squeeze(-1).float()))
+            h, steps = torch.where(active[..., None], new, h), steps + active.int()
             if loop + 1 >= policy.min_loops:
                 active = active & ~((1 - survive) >= policy.gate_threshold)
-            return _State(h, active, st.steps + st.active.int(), survive), self._entropy(logits, backend)
+            return h, active, steps, survive, self._entropy(logits, backend)
         if loop + 1 < policy.min_loops:
             thr = torch.full_like(thr, -1.0)                      # nothing halts before min_loops
         h, active, steps, entropy = dispatch.halting_update(
-            logits.reshape(B * T, -1), new.reshape(B * T, D), st.h.reshape(B * T, D),
-            st.active.reshape(-1), st.steps.reshape(-1), thr.reshape(-1), backend)
-        return _State(h.view(B, T, D), active.view(B, T), steps.view(B, T), st.survive), entropy.view(B, T)
+            logits.reshape(B * T, -1), new.reshape(B * T, D), h.reshape(B * T, D),
+            active.reshape(-1), steps.reshape(-1), thr.reshape(-1), backend)
+        return h.view(B, T, D), active.view(B, T), steps.view(B, T), survive, entropy.view(B, T)
 
-    def _loss(self, logits, targets, run: "_Run", policy: HaltingConfig):
+    def _loss(self, logits, targets, losses, halt_logits, L: int, policy: HaltingConfig):
         """(loss, ponder): the final prediction's loss at inference; in training the supervised
         loops' losses by their weights, or the learned gate's ponder loss."""
         if targets is None:
             return None, None
         if not self.training:
             return self._ce(logits, targets), None
-        if run.halt_logits:
-            return self._ponder_loss(run.losses, run.halt_logits, targets, policy)
-        return sum(w * l for w, l in zip((w for w in run.weights if w > 0), run.losses)), None
+        if halt_logits:
+            return self._ponder_loss([l for _, l in losses], halt_logits, targets, policy)
+        return sum(w * l for w, l in losses), None
 
     def _ce(self, logits: torch.Tensor, targets: torch.Tensor, reduce: bool = True) -> torch.Tensor:
         flat = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
@@ -323,26 +329,3 @@ class LoopLM(nn.Module):
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
-
-
-class _State(NamedTuple):
-    """The loop's state between two loops."""
-    h: torch.Tensor              # (B, T, D)
-    active: torch.Tensor         # (B, T) bool: tokens still thinking
-    steps: torch.Tensor          # (B, T) int32: loops applied to each token
-    survive: torch.Tensor        # (B, T) learned gate: P(not halted yet); ones otherwise
-
-    @classmethod
-    def start(cls, h: torch.Tensor, real: torch.Tensor) -> "_State":
-        return cls(h, real.clone(), torch.zeros(real.shape, dtype=torch.int32, device=real.device),
-                   torch.ones(real.shape, device=real.device))
-
-
-class _Run(NamedTuple):
-    """What one pass through the loops produced (a NamedTuple: torch.compile traces it)."""
-    state: _State
-    weights: list                # supervision weight of each loop
-    applications: torch.Tensor   # () block-token applications
-    entropies: list              # (B, T) per loop, halting or trace only
-    losses: list                 # the supervised loops' losses, in training
-    halt_logits: list            # learned gate in training: (B, T) per loop
