@@ -1,0 +1,153 @@
+"""Bench: an automatic mutation score for `looplm verify` (cosmic-ray's operators, our protocol).
+
+    python -m bench.mutation_score [--n 320] [--workers 2] [--seed 0]
+
+cosmic-ray enumerates every mutant its core operators make of the system under test
+(looplm/{model,data,train,checkpoint,evaluate}.py and kernels/*.py); a seeded sample of N,
+stratified by file (each file's share of the sample is its share of all mutants), is run, each
+mutant applied to a private copy of the tree and judged by the whole protocol of the bundled
+spec (`looplm verify`: exit 0 = survived). Workers run in parallel, each on its own copy.
+
+Survivors are judged by hand in bench/mutation_verdicts.toml: `equivalent` (with one line why:
+the mutant computes the same thing, or changes only what no run can observe) or `missed` (with
+the check that would kill it). Unjudged survivors count as missed. Writes
+bench/results/mutation-score.json: every mutant's operator, file, line, outcome and, for a
+killed one, the steps that failed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from .common import RESULTS, record, table
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGETS = ["looplm/model.py", "looplm/data.py", "looplm/train.py", "looplm/checkpoint.py", "looplm/evaluate.py",
+           *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "kernels").glob("*.py") if p.name != "__init__.py")]
+COPY = ["app", "dsl", "kernels", "knowledge_base", "looplm", "rca", "verifier", "results", "bench/results"]
+VERDICTS = Path(__file__).with_name("mutation_verdicts.toml")
+
+
+def tree_copy(dest: Path) -> Path:
+    for rel in COPY:
+        shutil.copytree(ROOT / rel, dest / rel, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return dest
+
+
+def enumerate_mutants(work: Path) -> list[dict]:
+    """Every (file, operator, occurrence, line) cosmic-ray would mutate, via its own init."""
+    from cosmic_ray.work_db import WorkDB, use_db
+    cfg = work / "cr.toml"
+    cfg.write_text("[cosmic-ray]\nmodule-path = " + json.dumps(TARGETS) + '\ntimeout = 600\nexcluded-modules = []\n'
+                   'test-command = "true"\n[cosmic-ray.distributor]\nname = "local"\n')
+    subprocess.run([sys.executable, "-m", "cosmic_ray.cli", "init", str(cfg), str(work / "s.sqlite")], cwd=work, check=True,
+                   capture_output=True)
+    with use_db(str(work / "s.sqlite"), WorkDB.Mode.open) as db:
+        return [{"file": str(m.module_path), "operator": m.operator_name, "occurrence": m.occurrence,
+                 "line": m.start_pos[0], "col": m.start_pos[1], "end": list(m.end_pos)}
+                for item in db.work_items for m in item.mutations]
+
+
+def sample(mutants: list[dict], n: int, seed: int) -> list[dict]:
+    """n mutants, each file's share proportional to its share of all mutants (seeded)."""
+    rng, by_file = random.Random(seed), defaultdict(list)
+    for m in mutants:
+        by_file[m["file"]].append(m)
+    quota = {f: max(1, round(n * len(ms) / len(mutants))) for f, ms in by_file.items()}
+    return sorted((m for f, ms in by_file.items() for m in rng.sample(ms, min(quota[f], len(ms)))),
+                  key=lambda m: (m["file"], m["line"], m["operator"], m["occurrence"]))
+
+
+def run_one(copy: Path, m: dict, timeout: float) -> dict:
+    from cosmic_ray.mutating import mutate_and_test
+    from cosmic_ray.work_item import MutationSpec
+    report = copy / "report.json"
+    report.unlink(missing_ok=True)
+    spec = MutationSpec(Path(m["file"]), m["operator"], m["occurrence"], (m["line"], m["col"]), tuple(m["end"]))
+    cmd = f"{sys.executable} -m app.cli verify --json {report}"
+    t0 = time.perf_counter()
+    os.chdir(copy)
+    result = mutate_and_test([spec], cmd, timeout)
+    test = result.test_outcome.value if result.test_outcome is not None else None
+    outcome = test or ("no_mutation" if result.worker_outcome.value == "no-test" else "incompetent")
+    if outcome == "killed" and (result.output or "").strip() == "timeout":
+        outcome = "timeout"
+    failed = [s["id"] for s in json.loads(report.read_text())["steps"] if s["status"] == "fail"] \
+        if report.exists() else []
+    return {**m, "outcome": outcome, "failed_steps": failed, "seconds": round(time.perf_counter() - t0, 1),
+            "diff": (result.diff or "")[-1500:]}
+
+
+def _worker(args) -> list[dict]:
+    index, todo, timeout = args
+    copy = tree_copy(Path(tempfile.mkdtemp(prefix=f"mscore{index}-")))
+    os.environ["PYTHONPATH"] = str(copy)
+    out = []
+    for m in todo:
+        out.append(run_one(copy, m, timeout))
+        print(f"[{index}] {out[-1]['file']}:{out[-1]['line']} {out[-1]['operator']} -> {out[-1]['outcome']} "
+              f"{out[-1]['failed_steps'][:3]}", flush=True)
+        (copy.parent / f"mscore-progress-{index}.json").write_text(json.dumps(out))
+    return out
+
+
+def verdicts() -> dict:
+    data = tomllib.loads(VERDICTS.read_text()) if VERDICTS.exists() else {}
+    return {f"{v['file']}:{v['line']}:{v['operator']}:{v['occurrence']}": v for v in data.get("survivor", [])}
+
+
+def score(rows: list[dict]) -> dict:
+    judged = verdicts()
+    for r in rows:
+        if r["outcome"] == "survived":
+            v = judged.get(f"{r['file']}:{r['line']}:{r['operator']}:{r['occurrence']}", {})
+            r["verdict"], r["why"] = v.get("verdict", "missed"), v.get("why", "not judged yet")
+    counts = Counter(r["outcome"] for r in rows)
+    equivalent = sum(r.get("verdict") == "equivalent" for r in rows)
+    live = [r for r in rows if r["outcome"] in ("killed", "timeout", "survived") and r.get("verdict") != "equivalent"]
+    killed = sum(r["outcome"] in ("killed", "timeout") for r in live)
+    return {"outcomes": dict(counts), "equivalent": equivalent, "non_equivalent": len(live), "killed": killed,
+            "score": killed / max(1, len(live)), "missed": [r for r in rows if r.get("verdict") == "missed"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=320)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--timeout", type=float, default=600, help="per mutant: a hang guard, not a verdict")
+    ap.add_argument("--rescore", type=Path, help="re-judge a results JSON against the verdicts file, run nothing")
+    args = ap.parse_args()
+    if args.rescore:
+        rows = json.loads(args.rescore.read_text())["mutants"]
+        total, chosen = None, None
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            everything = enumerate_mutants(tree_copy(Path(tmp)))
+        chosen = sample(everything, args.n, args.seed)
+        total = len(everything)
+        parts = [(i, chosen[i::args.workers], args.timeout) for i in range(args.workers)]
+        with mp.get_context("spawn").Pool(args.workers) as pool:
+            rows = [r for part in pool.map(_worker, parts) for r in part]
+    s = score(rows)
+    table("mutation score of looplm verify", ("outcome", "mutants"), sorted(s["outcomes"].items()))
+    print(f"score {s['score']:.1%}: {s['killed']} of {s['non_equivalent']} non-equivalent mutants killed "
+          f"({s['equivalent']} equivalent, {len(s['missed'])} missed)")
+    data = {"targets": TARGETS, "all_mutants": total, "sample": len(rows), "seed": args.seed,
+            "sampling": "stratified by file, proportional to each file's share of all mutants", **s, "mutants": rows}
+    print(f"wrote {record('mutation-score', data)}")
+
+
+if __name__ == "__main__":
+    main()
