@@ -128,10 +128,19 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=600, help="per mutant: a hang guard, not a verdict")
     ap.add_argument("--rescore", type=Path, help="re-judge a results JSON against the verdicts file, run nothing")
+    ap.add_argument("--rerun-survivors", type=Path, help="run a results JSON's survivors again (after the checks "
+                                                          "changed: checks only added, so a killed mutant stays killed)")
     args = ap.parse_args()
-    if args.rescore:
-        rows = json.loads(args.rescore.read_text())["mutants"]
-        total, chosen = None, None
+    if args.rescore or args.rerun_survivors:
+        old = json.loads((args.rescore or args.rerun_survivors).read_text())
+        rows, total = old["mutants"], old.get("all_mutants")
+        if args.rerun_survivors:
+            again = [r for r in rows if r["outcome"] == "survived"]
+            parts = [(i, again[i::args.workers], args.timeout) for i in range(args.workers)]
+            with mp.get_context("spawn").Pool(args.workers) as pool:
+                redone = {(r["file"], r["line"], r["operator"], r["occurrence"]): r
+                          for part in pool.map(_worker, parts) for r in part}
+            rows = [redone.get((r["file"], r["line"], r["operator"], r["occurrence"]), r) for r in rows]
     else:
         with tempfile.TemporaryDirectory() as tmp:
             everything = enumerate_mutants(tree_copy(Path(tmp)))

@@ -67,14 +67,15 @@ def _extreme_rows(V: int) -> list[torch.Tensor]:
 
 
 def addition_rows(B: int, digits: int, fmt: str, seed: int):
-    """(idx, sig, plen) of B addition problems of 1..digits digits."""
-    b = make_batch(problems(B, 1, digits, seed=seed), fmt)
+    """(idx, sig, plen) of B addition problems of 1..digits digits, the first of exactly `digits`
+    (so that a shape's T is what it asks for: the last tile of every row dimension is reached)."""
+    b = make_batch(problems(1, digits, digits, seed=seed) + problems(B - 1, 1, digits, seed=seed), fmt)
     return b.idx, significance(b.idx, ADDITION, fmt), b.prompt_len
 
 
 def _digits_for(T: int) -> int:
-    """Operand digits whose problems fill about T tokens (a + b = sum: about 3 * digits + 4)."""
-    return max(1, (T - 4) // 3)
+    """Operand digits whose problems fill at most T tokens (a + b = sum$ as input: 3 * digits + 3)."""
+    return max(1, (T - 3) // 3)
 
 
 def make_attention(shape: dict, seed: int, kind: str = "random"):

@@ -142,3 +142,20 @@ def test_pytest_plugin_collects_only_the_steps_and_reports_spec_errors_cleanly(t
                        timeout=300)
     assert r.returncode == 4 and f"{bad}:2:" in r.stderr and "INTERNALERROR" not in r.stdout + r.stderr
     assert len((r.stdout + r.stderr).strip().splitlines()) <= 8
+
+
+def test_a_spec_and_its_package_outside_the_repository(tmp_path, monkeypatch):
+    """The example system copied elsewhere, verified from a third folder: the implementation
+    resolves relative to the spec file, not to the current directory or this checkout."""
+    import shutil
+    from pathlib import Path
+    src = Path(__file__).resolve().parents[1] / "examples" / "nanoloop"
+    dest = tmp_path / "elsewhere" / "nanoloop"
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    r = run("verify", "--spec", dest / "system.dsl", "--only", "spec_config_sync,forward_contract,aligned_batches",
+            "--json", tmp_path / "r.json")
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["system_file"].startswith(str(dest)) and report["passed"]

@@ -346,7 +346,7 @@ system LoopLM {
       on_fail: "ct.load/ct.store index= counts tiles; do not multiply by the tile size"
       gates: true
       severity: critical
-      uses: [kernel.halting_update]
+      uses: [kernel.halting_update, kernel.loop_attention, kernel.looped_block]
       bugs: [7]
     }
     step kernel_differential {

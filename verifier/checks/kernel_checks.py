@@ -9,6 +9,7 @@ span several tiles in every tiled dimension.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any, Optional
 
@@ -58,12 +59,14 @@ def _flat(x: Any) -> list:
     return list(x) if isinstance(x, (tuple, list)) else [x]
 
 
-def run_case(bk: BoundKernel, case: KernelCase, shape: dict, seed: int, kind: str, device: str) -> Optional[str]:
-    """Kernel vs reference on one input: None, or what differs."""
+def run_case(bk: BoundKernel, case: KernelCase, shape: dict, seed: int, kind: str, device: str,
+             own_outputs: bool = False) -> Optional[str]:
+    """Kernel vs reference on one input: None, or what differs. The kernel writes into poisoned
+    buffers (`out=`), or with `own_outputs` into the buffers it allocates (the model's call)."""
     args, kw = case.make(dict(shape), seed, kind)
     args = to(args, torch.device(device))
     want = bk.reference(*args, **kw)
-    got = bk.function(*args, **kw, out=poison(want))
+    got = bk.function(*args, **kw) if own_outputs else bk.function(*args, **kw, out=poison(want))
     if case.compare is not None:
         return case.compare(_cpu(got), _cpu(want), _cpu(args))
     for i, (g, w) in enumerate(zip(_flat(got), _flat(want))):
@@ -90,11 +93,22 @@ def declared_shapes(bk: BoundKernel, case: KernelCase, device: str) -> list[dict
     return [{d: min(v, case.dims[d][1]) if d in case.dims else v for d, v in s.items()} for s in shapes]
 
 
-def _first_failure(target: Target, runs) -> Optional[str]:
+def _probe(target: Target, runs, skip: str, fail: str, ok: str, **measured):
+    """The verdict of a catalogued probe: skipped with `skip` if there is nothing to run, else
+    failed with `fail` and the first difference, else passed with `ok`."""
+    if not runs:
+        return skipped(skip)
+    problem = _first_failure(target, runs)
+    if problem:
+        return failed(f"{fail}: {problem}")
+    return passed(ok, runs=len(runs), **measured)
+
+
+def _first_failure(target: Target, runs, own_outputs: bool = False) -> Optional[str]:
     for bk, case, shape, seed, kind in runs:
-        problem = run_case(bk, case, shape, seed, kind, target.device)
+        problem = run_case(bk, case, shape, seed, kind, target.device, own_outputs)
         if problem:
-            return f"{bk.spec.name} {shape} (seed {seed}, {kind} inputs): {problem}"
+            return f"{bk.spec.name} {shape} (seed {seed}, {kind} inputs{', own outputs' if own_outputs else ''}): {problem}"
     return None
 
 
@@ -114,12 +128,9 @@ def padded_vocab_mask(target: Target, p: VocabParams, step=None):
             base = declared_shapes(bk, case, target.device)[0]
             rows = next(iter(base))                      # a shape's first dim counts its rows
             runs += [(bk, case, {**base, rows: p.rows, dim: v}, target.seed + v, "random") for v in p.vocab]
-    if not runs:
-        return skipped("no used kernel declares `mask_columns_by`")
-    problem = _first_failure(target, runs)
-    if problem:
-        return failed(f"padded vocabulary columns change the result: {problem}")
-    return passed(f"{len(runs)} runs at vocabulary {p.vocab} equal the reference on {target.where}", runs=len(runs))
+    return _probe(target, runs, "no used kernel declares `mask_columns_by`",
+                  "padded vocabulary columns change the result",
+                  f"{len(runs)} runs at vocabulary {p.vocab} equal the reference on {target.where}")
 
 
 @check("kernel.nan_guard")
@@ -128,12 +139,8 @@ def nan_guard(target: Target, params, step=None):
     reference's: no (-inf) - (-inf) = NaN reaches a comparison."""
     runs = [(bk, case, declared_shapes(bk, case, target.device)[0], target.seed + i, "extreme")
             for i, (bk, case) in enumerate(used_kernels(target, step)) if "extreme" in case.kinds]
-    if not runs:
-        return skipped("no used kernel takes extreme inputs")
-    problem = _first_failure(target, runs)
-    if problem:
-        return failed(f"extreme inputs: {problem}")
-    return passed(f"finite, reference-equal outputs for -inf/+inf/1e30 inputs on {target.where}", runs=len(runs))
+    return _probe(target, runs, "no used kernel takes extreme inputs", "extreme inputs",
+                  f"finite, reference-equal outputs for -inf/+inf/1e30 inputs on {target.where}")
 
 
 @check("kernel.tile_index_probe")
@@ -143,11 +150,8 @@ def tile_index_probe(target: Target, params, step=None):
     belongs: tile indices are not multiplied by the tile size."""
     runs = [(bk, case, {d: hi for d, (lo, hi) in case.dims.items()}, target.seed,
              "arange" if "arange" in case.kinds else "random") for bk, case in used_kernels(target, step)]
-    problem = _first_failure(target, runs)
-    if problem:
-        return failed(f"outputs missing or misplaced: {problem}")
-    return passed(f"{len(runs)} multi-tile probes complete and in order on {target.where}",
-                  shapes=[r[2] for r in runs])
+    return _probe(target, runs, "no used kernel", "outputs missing or misplaced",
+                  f"{len(runs)} multi-tile probes complete and in order on {target.where}", shapes=[r[2] for r in runs])
 
 
 class DifferentialParams(Params):
@@ -185,7 +189,8 @@ def differential(target: Target, p: DifferentialParams, step=None):
     total = 0
     for bk, case in used_kernels(target, step):
         shapes = declared_shapes(bk, case, target.device)
-        problem = _first_failure(target, [(bk, case, s, target.seed + i, "random") for i, s in enumerate(shapes)])
+        runs = [(bk, case, s, target.seed + i, "random") for i, s in enumerate(shapes)]
+        problem = _first_failure(target, runs) or _first_failure(target, runs[:1], own_outputs=True)
         n = p.gpu_examples if target.device == "cuda" else p.examples
         problem = problem or _drawn(target, bk, case, n)
         total += len(shapes) + n
@@ -228,20 +233,45 @@ class ParityParams(Params):
     gpu_tolerance: float = 0.05   # the same, relative to max |logit|, on the GPU (bf16 products)
 
 
-def _kernel_vs_reference(sys, model, idx) -> tuple[float, float, float]:
-    """(max |diff|, argmax agreement, max |logit|) of the kernel path against the reference."""
-    with torch.no_grad():
-        ref = sys.forward(model, idx)[0]
-        ker = sys.forward(model, idx, backend="kernel")[0]
-    return float((ker - ref).abs().max()), float((ker.argmax(-1) == ref.argmax(-1)).float().mean()), \
-        float(ref.abs().max())
+@contextlib.contextmanager
+def counting_launches(kernels: dict):
+    """Count calls of every declared kernel function (looked up on its module at call time, as
+    a dispatcher does) while the block runs."""
+    calls = {name: 0 for name in kernels}
+    saved = []
+    for name, bk in kernels.items():
+        if bk.function is None:
+            continue
+
+        def counted(*a, _name=name, _fn=bk.function, **kw):
+            calls[_name] += 1
+            return _fn(*a, **kw)
+        saved.append((bk.module, bk.spec.function, bk.function))
+        setattr(bk.module, bk.spec.function, counted)
+    try:
+        yield calls
+    finally:
+        for module, attr, fn in saved:
+            setattr(module, attr, fn)
+
+
+def _kernel_vs_reference(target: Target, sys, model, idx, threshold=None) -> tuple[float, float, float, int, int]:
+    """(max |diff|, argmax agreement, max |logit|, kernel launches on the reference path, and on
+    the kernel path) of the kernel path against the reference (halting at `threshold`)."""
+    with torch.no_grad(), counting_launches(target.kernels) as on_ref:
+        ref = sys.forward(model, idx, threshold=threshold)[0]
+    with torch.no_grad(), counting_launches(target.kernels) as on_kernel:
+        ker = sys.forward(model, idx, threshold=threshold, backend="kernel")[0]
+    return (float((ker - ref).abs().max()), float((ker.argmax(-1) == ref.argmax(-1)).float().mean()),
+            float(ref.abs().max()), sum(on_ref.values()), sum(on_kernel.values()))
 
 
 @check("kernel.inference_parity", ParityParams)
 def inference_parity(target: Target, p: ParityParams):
     """The kernel inference path predicts what the reference path predicts, also after the
     weights change in place the way a fused optimizer changes them (no version bump) and after
-    a step of the system's own optimizer: no stale copy of the weights is ever used."""
+    a step of the system's own optimizer: no stale copy of the weights is ever used. The kernel
+    path launches a declared kernel and the reference path none (no silent fallback)."""
     from ..result import Margins
     from .common import batch, tensors
     sys = target.need("kernels")
@@ -250,8 +280,16 @@ def inference_parity(target: Target, p: ParityParams):
     b = batch(target, p.rows, offset=4)
     idx = tensors(b)[0].to(target.torch_device())
     m, rounds = Margins(), []
-    for round_ in ("as built", "after an in-place update", "after an optimizer step"):
-        diff, agree, scale = _kernel_vs_reference(sys, model, idx)
+    from .loop_checks import _threshold
+    halt = _threshold(target, sys, model, idx)
+    for round_ in ("with halting", "as built", "after an in-place update", "after an optimizer step"):
+        threshold = halt if round_ == "with halting" else None
+        if round_ == "with halting" and halt is None:
+            continue
+        diff, agree, scale, ref_launches, kernel_launches = _kernel_vs_reference(target, sys, model, idx, threshold)
+        if target.kernels and (ref_launches or not kernel_launches):
+            return failed(f"the reference path launched {ref_launches} declared kernel(s) and the kernel path "
+                          f"{kernel_launches}: one path silently runs the other's code")
         limit = p.tolerance if target.device == "cpu" else p.gpu_tolerance * max(1.0, scale)
         rounds.append(f"{round_}: max diff {diff:.2e}, argmax agreement {agree:.1%}")
         if not m.upper(f"max_diff ({round_})", diff, limit):
