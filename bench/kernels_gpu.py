@@ -82,15 +82,16 @@ def inference_model(ckpt: str | None):
 
 
 def _paths(model, L: int, policy):
-    """(reference path under bf16 autocast, the default dispatch path) as idx -> logits."""
+    """(reference path, the default dispatch path) as idx -> logits, both under bf16 autocast (the
+    persistent kernel makes its own bf16 weight copies either way)."""
     from kernels import dispatch
 
     def eager(idx):
         with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16), dispatch.use("reference"):
             return model(idx, loops=L, halting=policy).logits
 
-    def default(idx):
-        with torch.no_grad(), dispatch.use("auto"):
+    def default(idx):    # the same autocast as eager: where dispatch picks the reference, the same path
+        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16), dispatch.use("auto"):
             return model(idx, loops=L, halting=policy).logits
     return eager, default
 
