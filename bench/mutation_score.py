@@ -5,8 +5,9 @@
 cosmic-ray enumerates every mutant its core operators make of the system under test
 (looplm/{model,data,train,checkpoint,evaluate}.py and kernels/*.py); a seeded sample of N,
 stratified by file (each file's share of the sample is its share of all mutants), is run, each
-mutant applied to a private copy of the tree and judged by the whole protocol of the bundled
-spec (`looplm verify`: exit 0 = survived). Workers run in parallel, each on its own copy.
+mutant applied to a private copy of the tree and judged by the protocol of the bundled spec
+(`looplm verify --fail-fast`: exit 0 = survived; a kill stops at its first failing step, which
+is recorded). Workers run in parallel, each on its own copy.
 
 Survivors are judged by hand in bench/mutation_verdicts.toml: `equivalent` (with one line why:
 the mutant computes the same thing, or changes only what no run can observe) or `missed` (with
@@ -75,7 +76,7 @@ def run_one(copy: Path, m: dict, timeout: float) -> dict:
     report = copy / "report.json"
     report.unlink(missing_ok=True)
     spec = MutationSpec(Path(m["file"]), m["operator"], m["occurrence"], (m["line"], m["col"]), tuple(m["end"]))
-    cmd = f"{sys.executable} -m app.cli verify --json {report}"
+    cmd = f"{sys.executable} -m app.cli verify --fail-fast --json {report}"   # a kill needs one failing step
     t0 = time.perf_counter()
     os.chdir(copy)
     result = mutate_and_test([spec], cmd, timeout)

@@ -150,3 +150,9 @@ def test_verdicts_do_not_change_when_the_cpu_is_busy(tmp_path):
             p.kill()
     steps = json.loads(out.read_text())["steps"]
     assert proc.returncode == 0 and not [s["id"] for s in steps if s["status"] == "fail"], proc.stdout[-2000:]
+
+
+def test_fail_fast_skips_everything_after_the_first_required_failure():
+    report = run(target(SMALL_SPEC.replace("timeout: 0.2", "")), fail_fast=True)
+    assert [s.status for s in report.steps] == ["fail", "skip", "skip", "skip"]
+    assert "--fail-fast after sync failed" in report.steps[2].message and not report.passed

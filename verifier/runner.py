@@ -158,14 +158,20 @@ def step_result(step: Step, res: Result, seconds: float) -> StepResult:
 
 
 def run(target: Target, *, spec_name: str = "<spec>", only: Optional[list[str]] = None, gating: bool = False,
-        on_step: Optional[Callable[[StepResult], None]] = None) -> Report:
+        on_step: Optional[Callable[[StepResult], None]] = None, fail_fast: bool = False) -> Report:
+    """Run the protocol (`only` these steps; `gating`: the gating steps and what they need);
+    `fail_fast` skips every step after the first required step that fails."""
     validate(target.spec)
     results: list[StepResult] = []
     bad: set[str] = set()
+    stopped: Optional[str] = None
     with one_thread():
         for step in select(target.spec.system.steps, only, gating):
             t0 = time.perf_counter()
-            res = run_in_order(step, target, bad)
+            res = run_in_order(step, target, bad) if stopped is None else \
+                Result(status="skip", message=f"skipped: --fail-fast after {stopped} failed")
+            if fail_fast and stopped is None and res.status == "fail" and step.required:
+                stopped = step.name
             results.append(step_result(step, res, time.perf_counter() - t0))
             if on_step:
                 on_step(results[-1])

@@ -46,13 +46,14 @@ def verify(spec: Path = SpecOpt,
            ckpt: Optional[Path] = typer.Option(None, help="A trained checkpoint (format parity, generation parity)."),
            device: Device = typer.Option("cpu", help="Where kernel steps run: cpu (the emulator) or cuda (cuTile; refused without a GPU)."),
            json_out: Optional[Path] = typer.Option(None, "--json", help="Write the report as JSON."),
-           junit: Optional[Path] = typer.Option(None, help="Write the report as JUnit XML.")) -> None:
+           junit: Optional[Path] = typer.Option(None, help="Write the report as JUnit XML."),
+           fail_fast: bool = typer.Option(False, "--fail-fast", help="Skip the steps after the first required failure.")) -> None:
     """Run the spec's verification protocol against the code it names. Exit 0: every required step passed; 1: a step failed or the spec is invalid; 2: bad input."""
     with user_errors():
         target = load_target(existing(spec), config=config and existing(config),
                              checkpoint=ckpt and existing(ckpt), device=device.value)
         try:
-            report = run(target, spec_name=str(spec), only=only.split(",") if only else None)
+            report = run(target, spec_name=str(spec), only=only.split(",") if only else None, fail_fast=fail_fast)
         except KeyError as e:
             raise UsageError(e.args[0]) from None
         out.print(report_table(report))
