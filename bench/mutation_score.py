@@ -5,9 +5,10 @@
 cosmic-ray enumerates every mutant its core operators make of the system under test
 (looplm/{model,data,train,checkpoint,evaluate}.py and kernels/*.py); a seeded sample of N,
 stratified by file (each file's share of the sample is its share of all mutants), is run, each
-mutant applied to a private copy of the tree and judged by the protocol of the bundled spec
-(`looplm verify --fail-fast`: exit 0 = survived; a kill stops at its first failing step, which
-is recorded). Workers run in parallel, each on its own copy.
+mutant applied to a private copy of the tree and judged by the protocol of the bundled spec,
+run on the default config and on four more that reach the branches the experiments use
+(`CONFIGS`; `looplm verify --fail-fast` each: a kill stops at its first failing step, which is
+recorded; surviving all five is surviving). Workers run in parallel, each on its own copy.
 
 Survivors are judged by hand in bench/mutation_verdicts.toml: `equivalent` (with one line why:
 the mutant computes the same thing, or changes only what no run can observe) or `missed` (with
@@ -36,7 +37,14 @@ from .common import RESULTS, record, table
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = ["looplm/model.py", "looplm/data.py", "looplm/train.py", "looplm/checkpoint.py", "looplm/evaluate.py",
            *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "kernels").glob("*.py") if p.name != "__init__.py")]
-COPY = ["app", "dsl", "kernels", "knowledge_base", "looplm", "rca", "verifier", "results", "bench/results"]
+COPY = ["app", "dsl", "kernels", "knowledge_base", "looplm", "rca", "verifier", "results", "bench/results",
+        "examples/configs"]
+# the protocol runs on the default config and on four that between them reach the branches the
+# experiments use (normal order, relative bias, bidirectional prompt, step embedding, half
+# supervision, wait-to-think; abacus, adapter, every loop supervised, curriculum, the learned gate;
+# learned positions in an untied GPT-L, weighted supervision, random depth; RoPE, dropout)
+CONFIGS = [None, "examples/configs/coverage_normal.json", "examples/configs/coverage_abacus_gate.json",
+           "examples/configs/coverage_gpt.json", "examples/configs/coverage_rope.json"]
 VERDICTS = Path(__file__).with_name("mutation_verdicts.toml")
 
 
@@ -76,7 +84,8 @@ def run_one(copy: Path, m: dict, timeout: float) -> dict:
     report = copy / "report.json"
     report.unlink(missing_ok=True)
     spec = MutationSpec(Path(m["file"]), m["operator"], m["occurrence"], (m["line"], m["col"]), tuple(m["end"]))
-    cmd = f"{sys.executable} -m app.cli verify --fail-fast --json {report}"   # a kill needs one failing step
+    cmd = "sh -c '" + " && ".join(f"{sys.executable} -m app.cli verify --fail-fast --json {report}"
+                                  + (f" --config {c}" if c else "") for c in CONFIGS) + "'"   # a kill needs one failing step
     t0 = time.perf_counter()
     os.chdir(copy)
     result = mutate_and_test([spec], cmd, timeout)

@@ -278,7 +278,7 @@ system LoopLM {
     }
     step train_step_smoke {
       check: train.step_smoke
-      params: {steps: 24, batch_size: 16}
+      params: {steps: 32, batch_size: 16}
       expect: "the real training step: finite falling loss, every parameter trained, clipped, scheduled as declared"
       on_fail: "the training loop and the model disagree (a stale caller, a missing parameter, a lost clip): fix the loop"
       gates: true

@@ -93,7 +93,7 @@ system nanoloop {
     }
     step train_step_smoke {
       check: train.step_smoke
-      params: {steps: 24, batch_size: 8}
+      params: {steps: 32, batch_size: 8}
       on_fail: "the training loop and the model disagree: fix the loop"
       gates: true
       needs: [forward_contract]

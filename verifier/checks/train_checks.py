@@ -114,7 +114,7 @@ class _StepWatch:
 
 
 class SmokeParams(Params):
-    steps: int = 24
+    steps: int = 32
     batch_size: int = 16
 
 
@@ -142,8 +142,7 @@ def step_smoke(target: Target, p: SmokeParams):
     """A few steps of the system's own training step on one fixed batch: the loss is finite and
     falls; every trainable parameter is held by the optimizer, gets a gradient and changes
     (frozen ones do not); the gradient norm after clipping is at most the clip; the learning
-    rate follows the declared schedule. Steps 0 and 1 (the start of the schedule), then at the
-    schedule's peak."""
+    rate follows the declared schedule. The schedule's first steps, then its peak."""
     sys = target.need("training")
     d = target.design
     model = sys.build(target.seed).train()
@@ -151,7 +150,8 @@ def step_smoke(target: Target, p: SmokeParams):
     b = batch(target, p.batch_size)
     before = {n: q.detach().clone() for n, q in model.named_parameters()}
     watch = _StepWatch(opt)
-    steps_run = [0, 1] + [peak_step(d.schedule)] * (p.steps - 2)
+    # the schedule's first steps (a depth policy draws a new loop count at each), then its peak
+    steps_run = list(range(p.steps // 2)) + [peak_step(d.schedule)] * (p.steps - p.steps // 2)
     try:
         losses = [float(sys.train_step(model, opt, b, s)) for s in steps_run]
     finally:
