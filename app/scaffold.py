@@ -25,9 +25,21 @@ STEPS = [("spec_config_sync", "spec.config_sync"), ("design_rules", "spec.rules"
          ("overfit_batch", "train.overfit_batch")]
 
 
+class _Bare(str):
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def _bare(annotation):
+    return _Bare(annotation) if isinstance(annotation, str) else annotation
+
+
 def _method(name: str, capability: str) -> str:
     fn = getattr(LoopedSystem, name)
-    sig = str(inspect.signature(fn)).replace("'", "")
+    sig = inspect.signature(fn)
+    # annotations are strings (postponed evaluation): print them bare, defaults as written
+    sig = sig.replace(parameters=[q.replace(annotation=_bare(q.annotation)) for q in sig.parameters.values()],
+                      return_annotation=_bare(sig.return_annotation))
     doc = inspect.getdoc(fn) or ""
     body = f'        """{doc}"""\n' if doc else ""
     return f"    def {name}{sig}:\n{body}        raise NotImplementedError(\"not provided: {capability}\")\n"

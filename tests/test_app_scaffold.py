@@ -23,7 +23,7 @@ def test_init_scaffolds_an_adapter_and_a_spec_that_verify_runs(tmp_path):
     report = json.loads((tmp_path / "r.json").read_text())
     assert r.exit_code == 1 and "nothing was verified" in r.stdout          # no silent success
     assert all(s["status"] == "skip" for s in report["steps"])
-    assert {s["missing"] for s in report["steps"]} - {None} >= {"config", "data", "model", "training", "run"}
+    assert {s["missing"] for s in report["steps"]} - {None} >= {"config", "design", "model", "run"}
     assert runner.invoke(app, ["init", "json", "--out", str(tmp_path)]).exit_code == 2    # never overwrites
 
 

@@ -119,6 +119,10 @@ class KernelCase(BaseModel):
     make: Callable[..., Any]
     compare: Optional[Callable[..., Optional[str]]] = None   # (got, want, args) -> problem or None
     kinds: list[str] = ["random", "extreme", "arange"]
+    # (model, idx, threshold) -> whether the system's kernel inference path launches this kernel
+    # there, stated from the kernel's declared domain rather than by asking the dispatcher
+    # (inference_parity counts the launches and compares); None: not stated
+    runs: Optional[Callable[..., bool]] = None
 
 
 def validated(model: type[BaseModel], data: Any, what: str) -> Any:

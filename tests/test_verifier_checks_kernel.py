@@ -1,0 +1,38 @@
+"""Kernel inference parity counts the declared kernels each path launches against what the
+system states it runs: a silent fallback fails, a model no kernel covers is a skip, not a pass."""
+import dsl
+from verifier import load_target, run
+from verifier.checks.kernel_checks import launch_problem
+
+
+def _parity(**overrides):
+    report = run(load_target(dsl.BUNDLED, overrides=overrides or None), only=["inference_parity"])
+    return next(s for s in report.steps if s.id == "inference_parity")
+
+
+def test_the_bundled_model_launches_the_persistent_kernel_it_states():
+    step = _parity()
+    assert step.status == "pass" and "kernels ['looped_block']" in step.message
+
+
+def test_a_model_whose_heads_no_kernel_holds_runs_only_its_halting_kernel_or_skips():
+    step = _parity(n_embd=32, n_head=4)           # head size 8 < 16: no attention kernel
+    assert step.status == "pass" and "kernels ['halting_update']" in step.message
+    step = _parity(n_embd=32, n_head=4, mode="gate")     # and a learned gate: no declared kernel
+    assert step.status == "skip" and "no declared kernel runs" in step.message
+
+
+def test_a_dispatcher_that_silently_takes_the_per_loop_path_fails(monkeypatch):
+    import looplm.fused
+    monkeypatch.setattr(looplm.fused, "fusable", lambda *a: False)  # numbers stay equal
+    step = _parity()
+    assert step.status == "fail" and "did not launch ['looped_block']" in step.message
+
+
+def test_launch_accounting():
+    never, always = (lambda *a: False), (lambda *a: True)
+    assert "reference path launched" in launch_problem({}, {"k": 1}, {"k": 1}, None, None, None)
+    assert "launched no declared kernel" in launch_problem({}, {"k": 0}, {"k": 0}, None, None, None)
+    assert launch_problem({}, {"k": 0}, {"k": 2}, None, None, None) is None
+    assert "states it does not run" in launch_problem({"k": never}, {"k": 0}, {"k": 1}, None, None, None)
+    assert launch_problem({"k": always}, {"k": 0}, {"k": 1}, None, None, None) is None
