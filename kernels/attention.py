@@ -87,7 +87,7 @@ def supported(HD: int) -> bool:
     return HD == next_pow2(HD) and 16 <= HD <= 128
 
 
-def tiles_for(B: int = 1, H: int = 1, T: int = 1, D: int = 16) -> dict[str, int]:
+def tiles_for(B: int, H: int, T: int, D: int) -> dict[str, int]:
     """Query and key tiles: powers of two covering T (at least 16, at most 64); HD = D."""
     t = max(MIN_TILE, min(MAX_TILE, next_pow2(T)))
     return {"BLOCK_M": t, "BLOCK_N": t, "HD": next_pow2(D)}

@@ -187,17 +187,3 @@ def halting_update_reference(logits, new_state, state, active, steps, threshold)
     active = active & ~(entropy < threshold)
     return state, active, steps, entropy
 
-
-def entropy_oracle(logits: torch.Tensor) -> torch.Tensor:
-    """float64 ground truth (same definition, double precision, via softmax/log_softmax)."""
-    x = logits.double()
-    posinf = torch.isposinf(x)
-    n = posinf.sum(-1)
-    finite = torch.where(posinf, torch.full_like(x, -math.inf), x)
-    m = finite.amax(-1, keepdim=True)
-    ok = torch.isfinite(m)
-    z = torch.where(ok, finite - torch.where(ok, m, 0.0), torch.full_like(x, -math.inf))
-    p = torch.softmax(z, dim=-1)
-    h = -(torch.where(p > 0, p * torch.log_softmax(z, dim=-1), torch.zeros_like(p))).sum(-1)
-    h = torch.where(ok.squeeze(-1), h, torch.full_like(h, math.log(x.shape[-1])))
-    return torch.where(n > 0, torch.log(n.clamp_min(1).double()), h).clamp_min(0.0)

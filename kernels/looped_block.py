@@ -163,7 +163,7 @@ def looped_block_kernel(X0, MASK, REAL, THR, LN1W, LN1B, WQKV, WPROJ, LN2W, LN2B
     ct.store(STEPS, index=(g, 0), tile=ct.reshape(steps, (1, R)))
 
 
-def tiles_for(B: int = 1, T: int = 1, D: int = 64, H: int = 4, V: int = 14) -> dict[str, int]:
+def tiles_for(B: int, T: int, D: int, H: int, V: int) -> dict[str, int]:
     """R rows per block hold floor(R / T) whole sequences (3 of 20 tokens in 64); the MLP's 4D
     hidden columns go CHUNK at a time."""
     return {"R": rows_for(T), "D": D, "HD": D // H, "VP": max(16, next_pow2(V)), "CHUNK": min(CHUNK, 4 * D)}

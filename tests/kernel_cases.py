@@ -5,6 +5,10 @@ the attention flags the seed picks) from a few values, so a GPU run compiles a h
 variants instead of one per example."""
 from __future__ import annotations
 
+import math
+
+import torch
+
 from hypothesis import strategies as st
 
 from looplm import kernel_inputs as KI
@@ -29,3 +33,18 @@ def cases(draw, kernel: str, bucketed: bool = False, kinds=("random", "extreme")
     kind = draw(st.sampled_from(list(kinds)))
     args, kw = make(shape, seed, kind)
     return args, kw, {"shape": shape, "seed": seed, "kind": kind}
+
+
+def entropy_oracle(logits: torch.Tensor) -> torch.Tensor:
+    """float64 ground truth (same definition, double precision, via softmax/log_softmax)."""
+    x = logits.double()
+    posinf = torch.isposinf(x)
+    n = posinf.sum(-1)
+    finite = torch.where(posinf, torch.full_like(x, -math.inf), x)
+    m = finite.amax(-1, keepdim=True)
+    ok = torch.isfinite(m)
+    z = torch.where(ok, finite - torch.where(ok, m, 0.0), torch.full_like(x, -math.inf))
+    p = torch.softmax(z, dim=-1)
+    h = -(torch.where(p > 0, p * torch.log_softmax(z, dim=-1), torch.zeros_like(p))).sum(-1)
+    h = torch.where(ok.squeeze(-1), h, torch.full_like(h, math.log(x.shape[-1])))
+    return torch.where(n > 0, torch.log(n.clamp_min(1).double()), h).clamp_min(0.0)

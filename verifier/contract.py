@@ -224,7 +224,10 @@ class LoopedSystem(Protocol):
                   progress: Optional[Callable[..., None]] = None) -> Mapping[str, Any]:
         """Train into out_dir (small: at the check size, on a small batch); `steps` the
         schedule's length, `stop_after` ends this call early, `resume` continues from out_dir.
-        Returns a summary whose 'checkpoint' is a path `load` reads."""
+        `progress(step=s, total=N, loss=...)` follows each training step s (1-based, N the
+        schedule's length) and `progress(step=s, total=N, accuracy=...)` each evaluation; a call
+        that ends the schedule evaluates its final weights. Returns a summary whose 'checkpoint'
+        is a path `load` reads."""
 
     # ---- kernels: (kernel, reference) pairs named in the spec
     def kernel_cases(self) -> Mapping[str, Mapping[str, Any]]:

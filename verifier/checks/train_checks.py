@@ -206,18 +206,55 @@ class ResumeParams(Params):
     tolerance: float = 1e-6
 
 
+class _Progress:
+    """What a run reports through `progress`: the training steps and the evaluations."""
+
+    def __init__(self):
+        self.steps: list[int] = []
+        self.evals: list[int] = []
+        self.totals: set = set()
+
+    def __call__(self, *, step, total=None, **kw):
+        (self.evals if "accuracy" in kw else self.steps).append(int(step))
+        self.totals.add(total)
+
+
+def run_accounting(name: str, got: _Progress, steps: range, total: int, ends: bool) -> Optional[str]:
+    """Why a call's reports break the run's accounting (None: they keep it): it trains the steps
+    it was asked for, each reported once and in order, against the schedule's length, and a call
+    that ends the schedule evaluates its final weights."""
+    if got.steps != list(steps):
+        shown = got.steps if len(got.steps) <= 14 else got.steps[:6] + ["..."] + got.steps[-6:]
+        return f"the {name} run reported training steps {shown}, not {steps.start}..{steps.stop - 1} once each"
+    if got.totals - {total}:
+        return f"the {name} run reported a schedule of {sorted(got.totals - {total}, key=str)} steps, not {total}"
+    if ends and (not got.evals or got.evals[-1] != total):
+        return f"the {name} run ended at step {total} without evaluating its final weights (evals at {got.evals})"
+    return None
+
+
 @check("train.resume_equivalence", ResumeParams)
 def resume_equivalence(target: Target, p: ResumeParams):
     """N + M steps of the system's own training loop equal N steps, a checkpoint, and M more
-    from it (weights, optimizer state, schedule position and data stream all carried over)."""
+    from it (weights, optimizer state, schedule position and data stream all carried over); each
+    call reports the steps it trained, once each and in order, and a call that ends the schedule
+    evaluates its final weights (the run's accounting, through `progress`)."""
     sys = target.need("run")
     target.need("checkpoint")
     total = p.first + p.then
+    seen = {"straight": _Progress(), "first": _Progress(), "resumed": _Progress()}
     with tempfile.TemporaryDirectory(prefix="looplm-resume-") as tmp:
-        straight = sys.train_run(Path(tmp) / "straight", small=True, steps=total)
-        sys.train_run(Path(tmp) / "resumed", small=True, steps=total, stop_after=p.first)
-        resumed = sys.train_run(Path(tmp) / "resumed", small=True, steps=total, resume=True)
+        straight = sys.train_run(Path(tmp) / "straight", small=True, steps=total, progress=seen["straight"])
+        sys.train_run(Path(tmp) / "resumed", small=True, steps=total, stop_after=p.first, progress=seen["first"])
+        resumed = sys.train_run(Path(tmp) / "resumed", small=True, steps=total, stop_after=p.then, resume=True,
+                                progress=seen["resumed"])
         a, b = sys.load(straight["checkpoint"]), sys.load(resumed["checkpoint"])
+    reports = any(r.steps or r.evals for r in seen.values())      # a loop may report nothing at all
+    for name, steps, ends in (("straight", range(1, total + 1), True), ("first", range(1, p.first + 1), False),
+                              ("resumed", range(p.first + 1, total + 1), True)):
+        problem = run_accounting(name, seen[name], steps, total, ends) if reports else None
+        if problem:
+            return failed(problem + ": the training loop does not run the schedule it reports")
     sa, sb = a.state_dict(), b.state_dict()
     diffs = {k: float((sa[k].float() - sb[k].float()).abs().max()) for k in sa if k in sb}
     worst = max(diffs.values(), default=0.0)
@@ -226,6 +263,8 @@ def resume_equivalence(target: Target, p: ResumeParams):
         far = sorted(diffs, key=diffs.get, reverse=True)[:3]
         return failed(f"{total} straight steps and {p.first} + {p.then} resumed steps end {worst:.3g} apart "
                       f"(largest in {', '.join(far)}): resume does not continue the run", margins=m, max_diff=worst)
-    return passed(f"{p.first} steps + resume + {p.then} = {total} straight steps (max weight diff {worst:.1e})",
+    return passed(f"{p.first} steps + resume + {p.then} = {total} straight steps (max weight diff {worst:.1e}); "
+                  + ("every step reported once, the final weights evaluated" if reports else
+                     "the loop reports no progress, so its step accounting was not checked"),
                   margins=m, max_diff=worst)
 

@@ -1,0 +1,25 @@
+"""The run's accounting, as resume equivalence reads it from `progress`: every step once, in
+order, against the schedule's length, and a call that ends the schedule evaluates its weights."""
+from verifier.checks.train_checks import _Progress, run_accounting
+
+
+def _reported(steps, evals=(), total=12):
+    got = _Progress()
+    for s in steps:
+        got(step=s, total=total, loss=1.0)
+    for s in evals:
+        got(step=s, total=total, accuracy=0.5)
+    return got
+
+
+def test_a_run_that_keeps_its_accounting_passes():
+    assert run_accounting("straight", _reported(range(1, 13), [10, 12]), range(1, 13), 12, True) is None
+    assert run_accounting("first", _reported(range(1, 7)), range(1, 7), 12, False) is None
+
+
+def test_each_broken_account_is_named():
+    assert "reported training steps" in run_accounting("s", _reported(range(0, 12), [12]), range(1, 13), 12, True)
+    assert "reported training steps" in run_accounting("s", _reported([1, 2, 2, 3]), range(1, 4), 12, False)
+    assert "schedule of [6]" in run_accounting("s", _reported(range(1, 7), total=6), range(1, 7), 12, False)
+    assert "without evaluating" in run_accounting("s", _reported(range(1, 13), [10]), range(1, 13), 12, True)
+    assert "without evaluating" in run_accounting("s", _reported(range(1, 13)), range(1, 13), 12, True)
