@@ -1,6 +1,7 @@
 """Bench: an automatic mutation score for `looplm verify` (cosmic-ray's operators, our protocol).
 
     python -m bench.mutation_score [--n 320] [--workers 2] [--seed 0]
+    python -m bench.mutation_score --from-progress /tmp/mscore-progress-*.json   # a stopped run
 
 cosmic-ray enumerates every mutant its core operators make of the system under test
 (looplm/{model,data,train,checkpoint,evaluate}.py and kernels/*.py); a seeded sample of N,
@@ -138,10 +139,20 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=600, help="per mutant: a hang guard, not a verdict")
     ap.add_argument("--rescore", type=Path, help="re-judge a results JSON against the verdicts file, run nothing")
+    ap.add_argument("--from-progress", type=Path, nargs="+", metavar="JSON",
+                    help="score the rows a stopped run left in its mscore-progress-*.json files (recorded as partial)")
     ap.add_argument("--rerun-survivors", type=Path, help="run a results JSON's survivors again (after the checks "
                                                           "changed: checks only added, so a killed mutant stays killed)")
     args = ap.parse_args()
-    if args.rescore or args.rerun_survivors:
+    partial = None
+    if args.from_progress:
+        rows = [r for f in args.from_progress for r in json.loads(f.read_text())]
+        with tempfile.TemporaryDirectory() as tmp:
+            total = len(enumerate_mutants(tree_copy(Path(tmp))))
+        partial = {"planned_sample": args.n, "ran": len(rows),
+                   "note": "a stopped run: each worker ran its share in file order, so the later files are "
+                           "under-represented"}
+    elif args.rescore or args.rerun_survivors:
         old = json.loads((args.rescore or args.rerun_survivors).read_text())
         rows, total = old["mutants"], old.get("all_mutants")
         if args.rerun_survivors:
@@ -164,7 +175,8 @@ def main() -> None:
     print(f"score {s['score']:.1%}: {s['killed']} of {s['non_equivalent']} non-equivalent mutants killed "
           f"({s['equivalent']} equivalent, {len(s['missed'])} missed)")
     data = {"targets": TARGETS, "all_mutants": total, "sample": len(rows), "seed": args.seed,
-            "sampling": "stratified by file, proportional to each file's share of all mutants", **s, "mutants": rows}
+            "sampling": "stratified by file, proportional to each file's share of all mutants",
+            **({"partial": partial} if partial else {}), **s, "mutants": rows}
     print(f"wrote {record('mutation-score', data)}")
 
 

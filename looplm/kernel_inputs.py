@@ -20,8 +20,11 @@ from .tokens import ADDITION
 # each dim's range for drawn shapes: several tiles of every tiled dimension (64-row blocks,
 # vocabularies padded past one power of two, state widths beyond one 128-column tile)
 HALTING_DIMS = {"M": (1, 300), "V": (2, 1500), "D": (1, 300)}
-ATTENTION_DIMS = {"B": (1, 3), "H": (1, 4), "T": (1, 160), "D": (16, 32)}
-LOOPED_DIMS = {"B": (1, 8), "T": (3, 128), "D": (64, 128), "H": (2, 4), "V": (14, 14)}
+# (head sizes up to the largest the attention kernel takes). `flags` is no shape: a bit mask of
+# the looped block's options (halting, bias, bidirectional prompt, re-injection, step embedding),
+# drawn like a dim so that the probes' top of range (31) runs every option on at once
+ATTENTION_DIMS = {"B": (1, 3), "H": (1, 4), "T": (1, 160), "D": (16, 128)}
+LOOPED_DIMS = {"B": (1, 8), "T": (3, 128), "D": (64, 128), "H": (2, 4), "V": (14, 14), "flags": (0, 31)}
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -84,7 +87,7 @@ def make_attention(shape: dict, seed: int, kind: str = "random"):
     fmt = "normal" if seed % 2 else "reversed"
     idx, sig, plen = addition_rows(shape["B"], _digits_for(shape["T"]), fmt, seed)
     B, T = idx.shape
-    H, HD = shape["H"], 16 if shape["D"] <= 16 else 32
+    H, HD = shape["H"], next(p for p in (16, 32, 64, 128) if p >= min(shape["D"], 128))   # powers of two
     q, k, v = (torch.randn(B, H, T, HD, generator=g) for _ in range(3))
     if kind == "extreme":
         q = q * 30                                                   # near one-hot softmax rows
@@ -114,9 +117,14 @@ def make_looped(shape: dict, seed: int, kind: str = "random"):
     w = random_weights(D, H, V, loops, g)
     real = idx != ADDITION.pad_id
     thr = torch.rand(B, T, generator=g) * 1.5
-    kw = {"loops": loops, "halting": bool(seed % 2) or kind == "extreme", "min_loops": 1 + seed % 3,
-          "window": (None, 1)[seed % 2], "clip": 3, "use_bias": bool(seed % 3), "prefix": bool(seed % 4 == 1),
-          "reinject": bool(seed % 5 != 2), "step_emb": bool(seed % 7 == 3)}
+    if kind == "extreme":       # attention scores of ~100 (exp overflows unless shifted), one loop: at
+        w = w._replace(qkv=w.qkv * 20)             # near one-hot attention, loops amplify rounding
+        loops = 1
+    bits = shape.get("flags")
+    flag = lambda i, by_seed: bool(bits >> i & 1) if bits is not None else by_seed  # noqa: E731
+    kw = {"loops": loops, "halting": flag(0, bool(seed % 2)) or kind == "extreme", "min_loops": 1 + seed % 3,
+          "window": (None, 1)[seed % 2], "clip": 3, "use_bias": flag(1, bool(seed % 3)),
+          "prefix": flag(2, seed % 4 == 1), "reinject": flag(3, seed % 5 != 2), "step_emb": flag(4, seed % 7 == 3)}
     return (torch.randn(B, T, D, generator=g), sig, plen, real, thr, w), kw
 
 

@@ -136,6 +136,7 @@ system LoopLM {
       {B: 8, H: 4, T: 48, D: 16},
       {B: 1024, H: 4, T: 40, D: 32},
       {B: 16, H: 4, T: 3000, D: 32},
+      {B: 2, H: 2, T: 64, D: 128},
     ]
     archs: [sm_80, sm_90, sm_100, sm_120]
   }
@@ -449,7 +450,7 @@ system LoopLM {
     fact catalog_caught {
       statement: "Every bug of the catalog, written into a copy of the source, is caught by the protocol"
       evidence: "bench/results/mutants.json"
-      claim: detected == 13
+      claim: detected == 14
       source: "python -m bench.mutants"
       status: observed
     }

@@ -229,6 +229,7 @@ def compile_kernels(target: Target, p: CompileParams, step=None):
 
 class ParityParams(Params):
     rows: int = 24
+    long_tokens: int = 160        # one round at rows this long: past a persistent kernel's T limit (128)
     tolerance: float = 1e-3       # max |kernel - reference| logit on the emulator (fp32)
     gpu_tolerance: float = 0.05   # the same, relative to max |logit|, on the GPU (bf16 products)
 
@@ -265,6 +266,22 @@ def _kernel_vs_reference(target: Target, sys, model, idx, threshold=None) -> tup
         ker = sys.forward(model, idx, threshold=threshold, backend="kernel")[0]
     return (float((ker - ref).abs().max()), float((ker.argmax(-1) == ref.argmax(-1)).float().mean()),
             float(ref.abs().max()), on_ref, on_kernel)
+
+
+def _long_rows(target: Target, sys, model, idx, tokens: int):
+    """(rows of at least `tokens` tokens, made by joining the check rows end to end, or None;
+    a note when the system does not take rows that long). Long rows reach the path a dispatcher
+    takes past a kernel's length limit; a system that refuses them (learned positions) says so."""
+    k = -(-tokens // idx.shape[1])
+    if idx.shape[0] < k:
+        return None, f"long rows: fewer than {k} check rows to join"
+    x = idx[: idx.shape[0] // k * k].reshape(-1, k * idx.shape[1])
+    try:
+        with torch.no_grad():
+            sys.forward(model, x)
+    except Exception as e:
+        return None, f"long rows: the system does not take {x.shape[1]} tokens ({type(e).__name__}: {str(e)[:120]})"
+    return x, None
 
 
 def _stated_runs(sys) -> dict[str, Callable[..., bool]]:
@@ -318,22 +335,26 @@ def inference_parity(target: Target, p: ParityParams):
     m, rounds, ran = Margins(), [], set()
     from .loop_checks import _threshold
     halt = _threshold(target, sys, model, idx)
-    for round_ in ("with halting", "as built", "after an in-place update", "after an optimizer step"):
-        threshold = halt if round_ == "with halting" else None
-        if round_ == "with halting" and halt is None:
+    long_idx, long_note = _long_rows(target, sys, model, idx, p.long_tokens)
+    for round_ in ("with halting", "long rows", "as built", "after an in-place update", "after an optimizer step"):
+        threshold = halt if round_ in ("with halting", "long rows") else None
+        if (round_ == "with halting" and halt is None) or (round_ == "long rows" and long_idx is None):
             continue
-        diff, agree, scale, on_ref, on_kernel = _kernel_vs_reference(target, sys, model, idx, threshold)
-        problem = launch_problem(stated, on_ref, on_kernel, model, idx, threshold) if target.kernels else None
+        x = long_idx if round_ == "long rows" else idx
+        diff, agree, scale, on_ref, on_kernel = _kernel_vs_reference(target, sys, model, x, threshold)
+        problem = launch_problem(stated, on_ref, on_kernel, model, x, threshold) if target.kernels else None
         if problem:
             return failed(f"{round_}, {problem}", "\n".join(rounds))
         ran |= {k for k, n in on_kernel.items() if n}
         limit = p.tolerance if target.device == "cpu" else p.gpu_tolerance * max(1.0, scale)
-        rounds.append(f"{round_}: max diff {diff:.2e}, argmax agreement {agree:.1%}, kernels "
-                      f"{sorted(k for k, n in on_kernel.items() if n) or 'none'}")
+        rounds.append(f"{round_}{f' (T = {x.shape[1]})' if x is long_idx else ''}: max diff {diff:.2e}, argmax "
+                      f"agreement {agree:.1%}, kernels {sorted(k for k, n in on_kernel.items() if n) or 'none'}")
         if not m.upper(f"max_diff ({round_})", diff, limit):
             return failed(f"{round_}, the kernel path and the reference differ by {diff:.3g} (> {limit:.3g}; "
                           f"argmax agreement {agree:.1%}): stale weights or a wrong kernel", "\n".join(rounds), m)
         _change_weights(sys, model, b, round_)
+    if long_note:
+        rounds.append(long_note)
     if target.kernels and not ran:
         return skipped("no declared kernel runs at this model's shapes (the system states so): its kernel path "
                        "is the reference here, so there is nothing to compare")
