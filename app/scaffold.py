@@ -21,7 +21,8 @@ STEPS = [("spec_config_sync", "spec.config_sync"), ("design_rules", "spec.rules"
          ("supervision_schedule", "train.supervision_schedule"), ("causality", "model.causality"),
          ("halting_semantics", "model.halting_semantics"), ("train_step_smoke", "train.step_smoke"),
          ("strict_checkpoint_load", "checkpoint.strict_load"), ("resume_equivalence", "train.resume_equivalence"),
-         ("format_parity", "eval.format_parity"), ("generation_parity", "eval.generation_parity"),
+         ("format_parity", "eval.format_parity"), ("eval_sets", "eval.problem_sets"),
+         ("generation_parity", "eval.generation_parity"),
          ("overfit_batch", "train.overfit_batch")]
 
 

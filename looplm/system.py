@@ -170,6 +170,17 @@ class LoopLMSystem:
         d = (model.config if model is not None else self.config).data
         return data.problems(n, d.min_digits, d.max_digits, seed=seed, split="val")
 
+    def eval_sets(self) -> dict:
+        """The plain held-out set of the trained range and the adversarial sets `looplm eval
+        --kind` reports (at up to 9 digits, where decoys and 'unequal' operands exist)."""
+        d = self.config.data
+        draw = lambda kind, hi: lambda n, seed: data.problems(n, d.min_digits, hi, seed, "val", kind)  # noqa: E731
+        hi = max(d.max_digits, 9)
+        return {"random": {"draw": draw("random", d.max_digits), "claim": claim_carries},
+                "carry_chain": {"draw": draw("carry_chain", hi), "claim": claim_chain},
+                "decoy": {"draw": draw("decoy", hi), "claim": claim_decoy},
+                "unequal": {"draw": draw("unequal", hi), "claim": claim_unequal}}
+
     def render(self, problem, fmt: Optional[str] = None) -> tuple[str, str]:
         return data.render(problem, fmt or self.config.data.format)
 
@@ -276,3 +287,42 @@ def _not_close(name: str, got, want, atol: float) -> Optional[str]:
     except AssertionError as e:
         return f"{name}: {str(e).splitlines()[0][:200]}"
     return None
+
+
+# ---- what each eval set is, from its definition (data._adversarial is the generator) --------
+def claim_carries(p) -> Optional[str]:
+    """The carry count the eval reports by: columns i whose sum, with the carry from below,
+    reaches 10, i.e. (a mod 10^(i+1)) + (b mod 10^(i+1)) >= 10^(i+1)."""
+    n = len(str(max(p.a, p.b)))
+    want = sum((p.a % 10 ** (i + 1)) + (p.b % 10 ** (i + 1)) >= 10 ** (i + 1) for i in range(n))
+    return None if p.carries == want else f"reports {p.carries} carries, long addition makes {want}"
+
+
+def _columns(p) -> list[int]:
+    """Digit sums per column, least significant first."""
+    n = len(str(max(p.a, p.b)))
+    return [p.a // 10 ** i % 10 + p.b // 10 ** i % 10 for i in range(n)]
+
+
+def claim_chain(p) -> Optional[str]:
+    """One carry ripples through all n columns: a + b = 10^n, n carries."""
+    n = len(_columns(p))
+    if p.a + p.b != 10 ** n:
+        return f"a + b = {p.a + p.b}, not 10^{n}"
+    return claim_carries(p) or (None if p.carries == n else f"{p.carries} carries, not {n}")
+
+
+def claim_decoy(p) -> Optional[str]:
+    """The chain, but (from 3 columns on) one middle column sums to 8, so the carry stops there."""
+    cols = _columns(p)
+    if len(cols) < 3:
+        return claim_chain(p)
+    shape = cols[0] == 10 and cols[-1] == 9 and sorted(cols[1:-1]).count(8) == 1 \
+        and all(c in (8, 9) for c in cols[1:-1])
+    return claim_carries(p) if shape else f"column sums {cols[::-1]}: not a chain broken once in the middle"
+
+
+def claim_unequal(p) -> Optional[str]:
+    """One operand has at most a third of the other's digits (at least one)."""
+    short, long_ = sorted((len(str(p.a)), len(str(p.b))))
+    return claim_carries(p) if short <= max(1, long_ // 3) else f"operands of {short} and {long_} digits"

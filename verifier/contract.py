@@ -32,6 +32,7 @@ CAPABILITIES: dict[str, tuple[str, ...]] = {
     "training": ("optimizer", "train_step"),
     "checkpoint": ("save", "load", "load_into"),
     "eval": ("eval_problems", "render", "exact_match", "model_format"),
+    "eval_sets": ("eval_sets",),
     "generate": ("generate",),
     "run": ("train_run",),
     "kernels": ("kernel_cases",),
@@ -214,6 +215,12 @@ class LoopedSystem(Protocol):
 
     def model_format(self, model: Any) -> str:
         """The data format `model` was trained on, as its checkpoint records it."""
+
+    def eval_sets(self) -> Mapping[str, Mapping[str, Any]]:
+        """The problem sets research figures are reported on: name -> {'draw': (n, seed) -> n
+        problems that `render` takes, 'claim': problem -> None, or why it is not a member}. Each
+        claim states the set's defining property from its definition (not by calling the
+        generator); 'random' names the plain held-out set, which must never meet training."""
 
     def generate(self, model: Any, prompts: list[str], max_new: int) -> list[str]:
         """Greedy decoding: each prompt's continuation, up to and including the end token."""

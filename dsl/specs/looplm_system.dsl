@@ -314,6 +314,14 @@ system LoopLM {
       needs: [strict_checkpoint_load]
       bugs: [3]
     }
+    step eval_sets {
+      check: eval.problem_sets
+      description: "each eval set a research figure reports on (plain, carry chains, decoys, unequal operands) is what it is named for, seeded, correct, and disjoint from training"
+      expect: "every drawn problem is a correct example meeting its set's stated property; no held-out problem in the training batches"
+      on_fail: "fix the set's generator (or its claim); a figure on a wrong set measures something else"
+      gates: false
+      severity: major
+    }
     step generation_parity {
       check: eval.generation_parity
       expect: "the eval's teacher-forced exact match equals real greedy generation"

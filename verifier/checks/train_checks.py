@@ -31,7 +31,7 @@ def expected_loops(kind, L: int) -> set[int]:
 
 def _latest_loop(head_input, probes: list) -> int | None:
     """The latest loop whose output `head_input` depends on: loop k's output carries a zero
-    probe (a scalar leaf added to it), and a prediction read from loop k's state depends on the
+    probe (a scalar leaf times a random direction added to it), and a prediction read from loop k's state depends on the
     probes of loops 0..k only."""
     r = torch.randn(head_input.shape, generator=torch.Generator().manual_seed(0)).to(head_input.device)
     grads = torch.autograd.grad((head_input * r).sum(), probes, allow_unused=True, retain_graph=True)
@@ -46,8 +46,11 @@ def supervised_loops(sys, model, idx, tgt, L: int) -> set[int]:
     probes, heads = [], []
 
     def on_loop(mod, args, out):
+        # the same values, one more leaf to ask about, entering along a fixed random direction: a
+        # constant shift would vanish in a layer norm (the final one), leaving only rounding
         probes.append(torch.zeros((), device=out.device, requires_grad=True))
-        return out + probes[-1]                      # the same values, one more leaf to ask about
+        u = torch.randn(out.shape, generator=torch.Generator().manual_seed(len(probes))).to(out.device, out.dtype)
+        return out + probes[-1] * u
 
     def on_head(mod, args, out):
         out.retain_grad()
