@@ -156,7 +156,9 @@ def main() -> None:
         old = json.loads((args.rescore or args.rerun_survivors).read_text())
         rows, total = old["mutants"], old.get("all_mutants")
         if args.rerun_survivors:
-            again = [r for r in rows if r["outcome"] == "survived"]
+            judged = verdicts()        # an equivalent mutant computes the same: no check may kill it
+            again = [r for r in rows if r["outcome"] == "survived" and judged.get(
+                f"{r['file']}:{r['line']}:{r['operator']}:{r['occurrence']}", {}).get("verdict") != "equivalent"]
             parts = [(i, again[i::args.workers], args.timeout) for i in range(args.workers)]
             with mp.get_context("spawn").Pool(args.workers) as pool:
                 redone = {(r["file"], r["line"], r["operator"], r["occurrence"]): r

@@ -35,3 +35,13 @@ def test_supervision_is_read_through_the_final_layer_norm_at_any_width():
     for overrides in (None, {"supervision": "all"}):
         report = run(load_target(dsl.BUNDLED, config=config, overrides=overrides), only=["supervision_schedule"])
         assert report.steps[0].status == "pass", report.steps[0].message
+
+
+def test_truncated_bptt_is_read_at_its_cut_with_and_without_reinjection():
+    import dsl
+    from verifier import load_target, run
+    for reinject in ("add", "none"):
+        report = run(load_target(dsl.BUNDLED, overrides={"tbptt": 3, "reinject": reinject}),
+                     only=["autograd_connectivity"])
+        step = report.steps[0]
+        assert step.status == "pass" and "the 5 before it none" in step.message, step.message

@@ -76,7 +76,7 @@ def _block_inputs(modules):
 @check("model.autograd_connectivity", LoopParams)
 def autograd_connectivity(target: Target, p: LoopParams):
     """The final prediction's loss has a non-zero gradient w.r.t. the state entering every loop
-    (full BPTT; with truncated BPTT, every loop of the declared window)."""
+    (full BPTT; with truncated BPTT, every loop of the declared window, and no loop before it)."""
     sys = target.need("model")
     model = sys.build(target.seed).train()
     idx, tgt = tensors(batch(target))
@@ -90,15 +90,26 @@ def autograd_connectivity(target: Target, p: LoopParams):
     finally:
         for h in handles:
             h.remove()
+    # truncated BPTT over the last k loops cuts the state entering loop L - k: the inputs of the
+    # loops after it get gradient, those of every earlier loop none (loop L - k's own input has
+    # gradient only where something else, a re-injected x0, is added to the cut state)
     tbptt = target.design.tbptt
-    first = L - tbptt if tbptt else 0
+    cut = max(0, L - tbptt) if tbptt else 0
+    first = min(L, cut + 1) if tbptt else 0
     norms = [float(x.grad.norm()) if x.grad is not None else 0.0 for x in inputs]
     dead = [i for i, g in enumerate(norms) if g == 0.0 and i >= first]
+    per_loop = "grad norm per loop: " + ", ".join(f"{g:.2e}" for g in norms)
     if len(inputs) != L or dead:
         return failed(f"loops {dead} get no gradient from the final prediction: the graph is cut "
-                      f"({len(inputs)} loop calls for loops={L})",
-                      "grad norm per loop: " + ", ".join(f"{g:.2e}" for g in norms), grad_norms=norms)
-    return passed(f"all {L - first} loops of the gradient window receive gradient", grad_norms=norms)
+                      f"({len(inputs)} loop calls for loops={L})", per_loop, grad_norms=norms)
+    # the state entering a loop before the window reaches the loss only through the cut
+    leaked = [i for i, g in enumerate(norms) if g != 0.0 and i < cut]
+    if leaked:
+        return failed(f"the state entering loops {leaked} gets gradient, though truncated BPTT over the last "
+                      f"{tbptt} of {L} loops cuts it there: the state is not detached where the design says",
+                      per_loop, grad_norms=norms)
+    return passed(f"the states entering all {L - first} loops after the cut receive gradient"
+                  + (f", the {cut} before it none" if cut else ""), per_loop, grad_norms=norms)
 
 
 def loops_for(target: Target, sys, model, asked: Optional[int]) -> int:

@@ -145,7 +145,8 @@ def step_smoke(target: Target, p: SmokeParams):
     """A few steps of the system's own training step on one fixed batch: the loss is finite and
     falls; every trainable parameter is held by the optimizer, gets a gradient and changes
     (frozen ones do not); the gradient norm after clipping is at most the clip; the learning
-    rate follows the declared schedule. The schedule's first steps, then its peak."""
+    rate follows the declared schedule. The schedule's first steps, points of its decay, then
+    its peak."""
     sys = target.need("training")
     d = target.design
     model = sys.build(target.seed).train()
@@ -153,8 +154,11 @@ def step_smoke(target: Target, p: SmokeParams):
     b = batch(target, p.batch_size)
     before = {n: q.detach().clone() for n, q in model.named_parameters()}
     watch = _StepWatch(opt)
-    # the schedule's first steps (a depth policy draws a new loop count at each), then its peak
-    steps_run = list(range(p.steps // 2)) + [peak_step(d.schedule)] * (p.steps - p.steps // 2)
+    # the schedule's first steps (a depth policy draws a new loop count at each), three points of
+    # its decay (half way, three quarters, the last step), then its peak
+    total = d.schedule.total if d.schedule is not None else 0
+    decay = sorted({s for s in (total // 2, 3 * total // 4, total - 1) if s >= p.steps // 2})
+    steps_run = list(range(p.steps // 2)) + decay + [peak_step(d.schedule)] * (p.steps - p.steps // 2 - len(decay))
     try:
         losses = [float(sys.train_step(model, opt, b, s)) for s in steps_run]
     finally:
