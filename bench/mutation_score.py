@@ -121,6 +121,7 @@ def verdicts() -> dict:
 def score(rows: list[dict]) -> dict:
     judged = verdicts()
     for r in rows:
+        r.pop("verdict", None), r.pop("why", None)          # a re-run mutant may have been killed since
         if r["outcome"] == "survived":
             v = judged.get(f"{r['file']}:{r['line']}:{r['operator']}:{r['occurrence']}", {})
             r["verdict"], r["why"] = v.get("verdict", "missed"), v.get("why", "not judged yet")
