@@ -145,7 +145,7 @@ def main() -> None:
     ap.add_argument("--rerun-survivors", type=Path, help="run a results JSON's survivors again (after the checks "
                                                           "changed: checks only added, so a killed mutant stays killed)")
     args = ap.parse_args()
-    partial = None
+    partial, history = None, []
     if args.from_progress:
         rows = [r for f in args.from_progress for r in json.loads(f.read_text())]
         with tempfile.TemporaryDirectory() as tmp:
@@ -156,6 +156,8 @@ def main() -> None:
     elif args.rescore or args.rerun_survivors:
         old = json.loads((args.rescore or args.rerun_survivors).read_text())
         rows, total = old["mutants"], old.get("all_mutants")
+        # where the rows came from: each earlier pass's commit, date and command
+        history = old.get("history", []) + [{k: old.get(k) for k in ("commit", "date", "command")}]
         if args.rerun_survivors:
             judged = verdicts()        # an equivalent mutant computes the same: no check may kill it
             again = [r for r in rows if r["outcome"] == "survived" and judged.get(
@@ -179,7 +181,8 @@ def main() -> None:
           f"({s['equivalent']} equivalent, {len(s['missed'])} missed)")
     data = {"targets": TARGETS, "all_mutants": total, "sample": len(rows), "seed": args.seed,
             "sampling": "stratified by file, proportional to each file's share of all mutants",
-            **({"partial": partial} if partial else {}), **s, "mutants": rows}
+            **({"partial": partial} if partial else {}), **({"history": history} if history else {}),
+            **s, "mutants": rows}
     print(f"wrote {record('mutation-score', data)}")
 
 
