@@ -19,7 +19,7 @@ from .common import record, table
 def run_verify(cache: Path, out: Path) -> tuple[float, dict]:
     env = {**os.environ, "LOOPLM_CACHE": str(cache)}
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "looplm.cli", "verify", "--json", str(out)], env=env,
+    proc = subprocess.run([sys.executable, "-m", "app.cli", "verify", "--json", str(out)], env=env,
                           capture_output=True, text=True)
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:

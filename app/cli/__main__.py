@@ -1,4 +1,4 @@
-"""`python -m looplm.cli ...` (where the package is not installed, e.g. on the GPU machine)."""
+"""`python -m app.cli ...` (where the package is not installed, e.g. on the GPU machine)."""
 from . import main
 
 main()
