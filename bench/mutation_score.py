@@ -133,18 +133,8 @@ def score(rows: list[dict]) -> dict:
             "score": killed / max(1, len(live)), "missed": [r for r in rows if r.get("verdict") == "missed"]}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=320)
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--timeout", type=float, default=600, help="per mutant: a hang guard, not a verdict")
-    ap.add_argument("--rescore", type=Path, help="re-judge a results JSON against the verdicts file, run nothing")
-    ap.add_argument("--from-progress", type=Path, nargs="+", metavar="JSON",
-                    help="score the rows a stopped run left in its mscore-progress-*.json files (recorded as partial)")
-    ap.add_argument("--rerun-survivors", type=Path, help="run a results JSON's survivors again (after the checks "
-                                                          "changed: checks only added, so a killed mutant stays killed)")
-    args = ap.parse_args()
+def _rows(args) -> tuple[list[dict], int, dict | None, list]:
+    """(mutant rows, all mutants, partial-run note, earlier passes) for the chosen mode."""
     partial, history = None, []
     if args.from_progress:
         rows = [r for f in args.from_progress for r in json.loads(f.read_text())]
@@ -159,22 +149,46 @@ def main() -> None:
         # where the rows came from: each earlier pass's commit, date and command
         history = old.get("history", []) + [{k: old.get(k) for k in ("commit", "date", "command")}]
         if args.rerun_survivors:
-            judged = verdicts()        # an equivalent mutant computes the same: no check may kill it
-            again = [r for r in rows if r["outcome"] == "survived" and judged.get(
-                f"{r['file']}:{r['line']}:{r['operator']}:{r['occurrence']}", {}).get("verdict") != "equivalent"]
-            parts = [(i, again[i::args.workers], args.timeout) for i in range(args.workers)]
-            with mp.get_context("spawn").Pool(args.workers) as pool:
-                redone = {(r["file"], r["line"], r["operator"], r["occurrence"]): r
-                          for part in pool.map(_worker, parts) for r in part}
-            rows = [redone.get((r["file"], r["line"], r["operator"], r["occurrence"]), r) for r in rows]
+            rows = _rerun(rows, args)
     else:
         with tempfile.TemporaryDirectory() as tmp:
             everything = enumerate_mutants(tree_copy(Path(tmp)))
         chosen = sample(everything, args.n, args.seed)
         total = len(everything)
-        parts = [(i, chosen[i::args.workers], args.timeout) for i in range(args.workers)]
-        with mp.get_context("spawn").Pool(args.workers) as pool:
-            rows = [r for part in pool.map(_worker, parts) for r in part]
+        rows = _run_all(chosen, args)
+    return rows, total, partial, history
+
+
+def _run_all(todo: list[dict], args) -> list[dict]:
+    parts = [(i, todo[i::args.workers], args.timeout) for i in range(args.workers)]
+    with mp.get_context("spawn").Pool(args.workers) as pool:
+        return [r for part in pool.map(_worker, parts) for r in part]
+
+
+def _rerun(rows: list[dict], args) -> list[dict]:
+    """Run the survivors not judged equivalent again (an equivalent mutant computes the same: no
+    check may kill it); the rest keep their outcome."""
+    judged = verdicts()
+    key = lambda r: (r["file"], r["line"], r["operator"], r["occurrence"])  # noqa: E731
+    again = [r for r in rows if r["outcome"] == "survived" and judged.get(
+        f"{r['file']}:{r['line']}:{r['operator']}:{r['occurrence']}", {}).get("verdict") != "equivalent"]
+    redone = {key(r): r for r in _run_all(again, args)}
+    return [redone.get(key(r), r) for r in rows]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=320)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--timeout", type=float, default=600, help="per mutant: a hang guard, not a verdict")
+    ap.add_argument("--rescore", type=Path, help="re-judge a results JSON against the verdicts file, run nothing")
+    ap.add_argument("--from-progress", type=Path, nargs="+", metavar="JSON",
+                    help="score the rows a stopped run left in its mscore-progress-*.json files (recorded as partial)")
+    ap.add_argument("--rerun-survivors", type=Path, help="run a results JSON's survivors again (after the checks "
+                                                          "changed: checks only added, so a killed mutant stays killed)")
+    args = ap.parse_args()
+    rows, total, partial, history = _rows(args)
     s = score(rows)
     table("mutation score of looplm verify", ("outcome", "mutants"), sorted(s["outcomes"].items()))
     print(f"score {s['score']:.1%}: {s['killed']} of {s['non_equivalent']} non-equivalent mutants killed "
