@@ -50,18 +50,34 @@ def train_cmd(config: Optional[Path] = typer.Option(None, help="Config of the ru
             pick_device("cuda")                    # refused before the gate, not after it
         if nproc > 1:
             launch_torchrun(nproc, existing(spec), config and existing(config), out_dir, values, resume, reason if no_gate else None, rca_path)
-        with Progress(*PROGRESS, console=out, transient=False) as bar:
-            task = bar.add_task("train", total=None, loss=float("nan"), acc=0.0, tps=0.0)
+        bar = _TrainBar()
+        try:
             trained = pipeline.gated_train(
                 existing(spec), out_dir, config=config and existing(config), values=values, resume=resume,
                 rca=rca_path, bypass=reason if no_gate else None, command="looplm train " + " ".join(sys.argv[2:]),
-                log=lambda m: out.print(m, markup=False), progress=lambda **row: _advance(bar, task, row))
+                log=lambda m: out.print(m, markup=False), progress=bar.advance)
+        finally:
+            bar.stop()
         out.print_json(json.dumps(dict(trained.summary)))
 
 
-def _advance(bar, task, row: dict) -> None:
-    bar.update(task, completed=row["step"], total=row["total"],
-               **{k: row[f] for k, f in (("loss", "loss"), ("tps", "tokens_per_s"), ("acc", "accuracy")) if f in row})
+class _TrainBar:
+    """The training progress bar, shown from the first step: a refused gate leaves no empty bar."""
+
+    def __init__(self):
+        self.bar, self.task = Progress(*PROGRESS, console=out, transient=False), None
+
+    def advance(self, **row) -> None:
+        if self.task is None:
+            self.bar.start()
+            self.task = self.bar.add_task("train", total=None, loss=float("nan"), acc=0.0, tps=0.0)
+        self.bar.update(self.task, completed=row["step"], total=row["total"],
+                        **{k: row[f] for k, f in (("loss", "loss"), ("tps", "tokens_per_s"), ("acc", "accuracy"))
+                           if f in row})
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.bar.stop()
 
 
 def launch_torchrun(nproc: int, spec: Path, config: Optional[Path], out_dir: Path, values: dict, resume: bool,
