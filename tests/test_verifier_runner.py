@@ -156,3 +156,11 @@ def test_fail_fast_skips_everything_after_the_first_required_failure():
     report = run(target(SMALL_SPEC.replace("timeout: 0.2", "")), fail_fast=True)
     assert [s.status for s in report.steps] == ["fail", "skip", "skip", "skip"]
     assert "--fail-fast after sync failed" in report.steps[2].message and not report.passed
+
+
+def test_a_refused_checkpoint_load_must_say_which_parameter(monkeypatch):
+    def vague(self, model, path):
+        raise RuntimeError(f"{path}: refusing a partial load")       # right to refuse, silent on why
+    monkeypatch.setattr(LoopLMSystem, "load_into", vague)
+    step = run(load_target(dsl.BUNDLED), only=["strict_checkpoint_load"]).steps[0]
+    assert step.status == "fail" and "does not name a parameter" in step.message

@@ -21,7 +21,8 @@ def _same_weights(a, b) -> bool:
 @check("checkpoint.strict_load")
 def strict_load(target: Target, params):
     """A checkpoint round-trips exactly; loading it into a model of another vocabulary is refused
-    (never a partial load that leaves a random head); a given --ckpt loads."""
+    (never a partial load that leaves a random head), naming a parameter whose shape differs; a
+    given --ckpt loads."""
     sys = target.need("checkpoint")
     target.need("model")
     model = sys.build(target.seed)
@@ -31,10 +32,15 @@ def strict_load(target: Target, params):
         if not _same_weights(model, sys.load(path)):
             return failed("a saved and reloaded checkpoint differs from the model it came from")
         other = sys.build(target.seed, extra_vocab=3)
+        own, theirs = model.state_dict(), other.state_dict()
+        differ = sorted(k for k in own if k in theirs and own[k].shape != theirs[k].shape)
         try:
             sys.load_into(other, path)
         except Exception as e:
             refused = f"{type(e).__name__}: {str(e)[:200]}"
+            if differ and not any(k in str(e) for k in differ):
+                return failed(f"the refusal does not name a parameter that differs ({', '.join(differ[:3])}): "
+                              f"{refused}: a user cannot tell what is wrong with the checkpoint")
         else:
             return failed("loading a checkpoint into a model with 3 more vocabulary tokens succeeded: the head "
                           "(and the embedding) would be left random (strict=False)")
