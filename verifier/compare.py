@@ -32,10 +32,11 @@ def assert_close(op: str, got: torch.Tensor, want: torch.Tensor, dtype: torch.dt
                                msg=lambda m: f"{where}: {m}")
 
 
-def mismatch(op: str, got: torch.Tensor, want: torch.Tensor, dtype: torch.dtype, **shape) -> str | None:
+def mismatch(op: str, got: torch.Tensor, want: torch.Tensor, dtype: torch.dtype, *, scaled: bool = False,
+             **shape) -> str | None:
     """`assert_close` as a value: None when close, else its message."""
     try:
-        assert_close(op, got, want, dtype, **shape)
+        assert_close(op, got, want, dtype, scaled=scaled, **shape)
     except AssertionError as e:
         return str(e).splitlines()[0][:300]
     return None

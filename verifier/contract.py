@@ -119,6 +119,9 @@ class KernelCase(BaseModel):
     dims: dict[str, tuple[int, int]]                # each shape dim's range to draw from
     make: Callable[..., Any]
     compare: Optional[Callable[..., Optional[str]]] = None   # (got, want, args) -> problem or None
+    # the default comparison's atol relative to max |want| (a composite whose rounding grows with
+    # its outputs' magnitude, e.g. logits through near one-hot attention)
+    scaled: bool = False
     kinds: list[str] = ["random", "extreme", "arange"]
     # (model, idx, threshold) -> whether the system's kernel inference path launches this kernel
     # there, stated from the kernel's declared domain rather than by asking the dispatcher

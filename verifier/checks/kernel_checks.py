@@ -72,7 +72,7 @@ def run_case(bk: BoundKernel, case: KernelCase, shape: dict, seed: int, kind: st
     for i, (g, w) in enumerate(zip(_flat(got), _flat(want))):
         g, w = g.detach().cpu(), w.detach().cpu()
         if w.is_floating_point():
-            problem = mismatch(f"{bk.spec.name}[{i}]", g, w, _DTYPE[bk.spec.dtype], **shape)
+            problem = mismatch(f"{bk.spec.name}[{i}]", g, w, _DTYPE[bk.spec.dtype], scaled=case.scaled, **shape)
         else:
             problem = None if torch.equal(g, w) else f"{bk.spec.name}[{i}]: {int((g != w).sum())} elements differ"
         if problem:
