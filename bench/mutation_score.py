@@ -69,6 +69,11 @@ def enumerate_mutants(work: Path) -> list[dict]:
                 for item in db.work_items for m in item.mutations]
 
 
+def key(m: dict) -> tuple:
+    """A mutant's identity: file, line, operator, occurrence (a verdict's too)."""
+    return m["file"], m["line"], m["operator"], m["occurrence"]
+
+
 def sample(mutants: list[dict], n: int, seed: int) -> list[dict]:
     """n mutants, each file's share proportional to its share of all mutants (seeded)."""
     rng, by_file = random.Random(seed), defaultdict(list)
@@ -76,7 +81,7 @@ def sample(mutants: list[dict], n: int, seed: int) -> list[dict]:
         by_file[m["file"]].append(m)
     quota = {f: max(1, round(n * len(ms) / len(mutants))) for f, ms in by_file.items()}
     return sorted((m for f, ms in by_file.items() for m in rng.sample(ms, min(quota[f], len(ms)))),
-                  key=lambda m: (m["file"], m["line"], m["operator"], m["occurrence"]))
+                  key=key)
 
 
 def run_one(copy: Path, m: dict, timeout: float) -> dict:
@@ -115,7 +120,7 @@ def _worker(args) -> list[dict]:
 
 def verdicts() -> dict:
     data = tomllib.loads(VERDICTS.read_text()) if VERDICTS.exists() else {}
-    return {f"{v['file']}:{v['line']}:{v['operator']}:{v['occurrence']}": v for v in data.get("survivor", [])}
+    return {key(v): v for v in data.get("survivor", [])}
 
 
 def score(rows: list[dict]) -> dict:
@@ -123,7 +128,7 @@ def score(rows: list[dict]) -> dict:
     for r in rows:
         r.pop("verdict", None), r.pop("why", None)          # a re-run mutant may have been killed since
         if r["outcome"] == "survived":
-            v = judged.get(f"{r['file']}:{r['line']}:{r['operator']}:{r['occurrence']}", {})
+            v = judged.get(key(r), {})
             r["verdict"], r["why"] = v.get("verdict", "missed"), v.get("why", "not judged yet")
     counts = Counter(r["outcome"] for r in rows)
     equivalent = sum(r.get("verdict") == "equivalent" for r in rows)
@@ -169,9 +174,7 @@ def _rerun(rows: list[dict], args) -> list[dict]:
     """Run the survivors not judged equivalent again (an equivalent mutant computes the same: no
     check may kill it); the rest keep their outcome."""
     judged = verdicts()
-    key = lambda r: (r["file"], r["line"], r["operator"], r["occurrence"])  # noqa: E731
-    again = [r for r in rows if r["outcome"] == "survived" and judged.get(
-        f"{r['file']}:{r['line']}:{r['operator']}:{r['occurrence']}", {}).get("verdict") != "equivalent"]
+    again = [r for r in rows if r["outcome"] == "survived" and judged.get(key(r), {}).get("verdict") != "equivalent"]
     redone = {key(r): r for r in _run_all(again, args)}
     return [redone.get(key(r), r) for r in rows]
 

@@ -40,7 +40,7 @@ def problem_sets(target: Target, p: SetsParams):
     sets = sys.eval_sets()
     if not sets:
         return failed("eval_sets() declares no set: nothing a research figure reports on can be checked")
-    drawn = {}
+    plain: set[str] = set()
     for name, spec in sets.items():
         draw, claim = spec["draw"], spec.get("claim")
         per_seed = [draw(p.problems, target.seed + s) for s in p.seeds]
@@ -59,8 +59,8 @@ def problem_sets(target: Target, p: SetsParams):
             why = claim(prob) if claim is not None else None
             if why:
                 return failed(f"eval set '{name}': {prompt}{answer} is not what the set is named for: {why}")
-        drawn[name] = {q + a for q, a in itertools.chain(*texts)}
-    plain = drawn.get("random", set())
+        if name == "random":
+            plain = {q + a for q, a in itertools.chain(*texts)}
     seen = set()
     for batch in itertools.islice(sys.train_batches(64, target.seed), p.train_batches):
         for row in tensors(batch)[0]:

@@ -31,8 +31,8 @@ def expected_loops(kind, L: int) -> set[int]:
 
 def _latest_loop(head_input, probes: list) -> int | None:
     """The latest loop whose output `head_input` depends on: loop k's output carries a zero
-    probe (a scalar leaf times a random direction added to it), and a prediction read from loop k's state depends on the
-    probes of loops 0..k only."""
+    probe (a scalar leaf times a random direction added to it), and a prediction read from loop
+    k's state depends on the probes of loops 0..k only."""
     r = torch.randn(head_input.shape, generator=torch.Generator().manual_seed(0)).to(head_input.device)
     grads = torch.autograd.grad((head_input * r).sum(), probes, allow_unused=True, retain_graph=True)
     hit = [k for k, g in enumerate(grads) if g is not None and float(g.abs()) > 0]
