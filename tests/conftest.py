@@ -42,7 +42,7 @@ def tiny_run(tmp_path_factory):
 def _gpu_ready() -> tuple[bool, str]:
     import torch
     if not torch.cuda.is_available():
-        return False, "no CUDA GPU here (run on the H100: see README, 'Running on the GPU')"
+        return False, "no CUDA GPU here (run on the H200: see README, 'Running on the GPU')"
     from kernels.tile import HAVE_CUTILE
     return (True, "") if HAVE_CUTILE else (False, "cuda.tile is not importable")
 
