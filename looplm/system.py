@@ -25,6 +25,8 @@ from .reference import reference_block
 from .tokens import ADDITION, END, EQUALS, PAD, Vocab
 
 _PROBLEM = re.compile(r"^(\d+)\+(\d+)=$")
+# train_run(small=True): the check-size model on a small batch, evaluating every 10 steps
+SMALL_RUN = {"batch_size": 16, "eval_interval": 10, "eval_problems": 16, "target_accuracy": None, "device": "cpu"}
 SUPERVISED = {"last": "last", "half": "half", "all": "all", "weighted": "weighted"}
 
 
@@ -73,6 +75,7 @@ class LoopLMSystem:
                          "min_lr": t.lr * t.min_lr_ratio},
             "trained_format": self.config.data.format,
             "formats": ["reversed", "normal"],
+            "eval_every": SMALL_RUN["eval_interval"],
             "check_size": (f"width {c.model.n_embd} (configured {m.n_embd}), {c.model.n_head} heads, "
                            f"L={c.model.n_loops} (configured {m.n_loops}), no dropout: the checks run on a CPU "
                            f"in seconds; position scheme, re-injection, halting and supervision are kept"),
@@ -143,16 +146,16 @@ class LoopLMSystem:
 
     def train_run(self, out_dir, *, small=False, steps=None, stop_after=None, resume=False,
                   progress: Optional[Callable[..., None]] = None, dist=None) -> dict:
-        cfg = self.check.override(train={"batch_size": 16, "eval_interval": 10, "eval_problems": 16,
-                                         "target_accuracy": None, "device": "cpu"}) if small else self.config
+        cfg = self.check.override(train=SMALL_RUN) if small else self.config
         if steps is not None:
             cfg = cfg.with_params({"max_iters": steps})
         on_step = (lambda s, loss, tps: progress(step=s, total=cfg.train.max_iters, loss=loss, tokens_per_s=tps)) \
             if progress else None
         on_eval = (lambda row: progress(step=row["step"], total=cfg.train.max_iters, accuracy=row["val_accuracy"])) \
             if progress else None
-        return train.train(cfg, Path(out_dir), resume=resume, stop_after=stop_after, on_step=on_step, on_eval=on_eval,
-                           dist=dist)
+        summary = train.train(cfg, Path(out_dir), resume=resume, stop_after=stop_after, on_step=on_step,
+                              on_eval=on_eval, dist=dist)
+        return {**summary, "log": str(Path(out_dir) / "trace.jsonl")}     # train() appends a row per evaluation
 
     # ---- checkpoint ----------------------------------------------------------------------
     def save(self, model: LoopLM, path) -> None:

@@ -45,3 +45,38 @@ def test_truncated_bptt_is_read_at_its_cut_with_and_without_reinjection():
                      only=["autograd_connectivity"])
         step = report.steps[0]
         assert step.status == "pass" and "the 5 before it none" in step.message, step.message
+
+
+def test_a_declared_eval_interval_is_held_to_exactly():
+    every = 10
+    assert run_accounting("s", _reported(range(1, 13), [10, 12]), range(1, 13), 12, True, every) is None
+    assert run_accounting("r", _reported(range(7, 13), [10, 12]), range(7, 13), 12, True, every) is None
+    assert run_accounting("f", _reported(range(1, 7)), range(1, 7), 12, False, every) is None
+    assert "not [10, 12]" in run_accounting("s", _reported(range(1, 13), [12]), range(1, 13), 12, True, every)
+    assert "not [10, 12]" in run_accounting("s", _reported(range(1, 13), [5, 10, 12]), range(1, 13), 12, True, every)
+
+
+def test_the_log_must_record_the_evaluations_reported(tmp_path):
+    import json
+
+    from verifier.checks.train_checks import log_problem
+    log = tmp_path / "trace.jsonl"
+    assert log_problem("s", {"checkpoint": "c"}, [10, 12]) is None          # a system that keeps no log
+    assert "never wrote" in log_problem("s", {"log": str(log)}, [10, 12])
+    log.write_text("".join(json.dumps({"step": s, "accuracy": 0.5}) + "\n" for s in (10, 12)))
+    assert log_problem("s", {"log": str(log)}, [10, 12]) is None
+    assert "steps [10, 12], it reported [12]" in log_problem("s", {"log": str(log)}, [12])
+
+
+def test_resuming_a_finished_run_must_be_refused(tmp_path):
+    from verifier.checks.train_checks import _refuses_finished
+
+    class Quiet:                      # trains nothing and says nothing: a silent success
+        def train_run(self, out_dir, **kw):
+            return {"checkpoint": str(out_dir / "c.pt")}
+
+    class Refuses:
+        def train_run(self, out_dir, **kw):
+            raise RuntimeError("the run already finished")
+    assert "returned instead of refusing" in _refuses_finished(Quiet(), tmp_path, 12)
+    assert _refuses_finished(Refuses(), tmp_path, 12) is None

@@ -108,6 +108,9 @@ class Design(_Decl):
     trained_format: Optional[str] = None            # the data format the configured run trains on
     formats: list[str] = []                         # every data format the system can write
     check_size: str = ""                            # what build() shrinks, and why
+    # train_run(small=True) evaluates after every k-th step and after the schedule's last (None:
+    # only the last is required)
+    eval_every: Optional[int] = Field(None, ge=1)
 
 
 class KernelCase(BaseModel):
@@ -236,8 +239,11 @@ class LoopedSystem(Protocol):
         schedule's length, `stop_after` ends this call early, `resume` continues from out_dir.
         `progress(step=s, total=N, loss=...)` follows each training step s (1-based, N the
         schedule's length) and `progress(step=s, total=N, accuracy=...)` each evaluation; a call
-        that ends the schedule evaluates its final weights. Returns a summary whose 'checkpoint'
-        is a path `load` reads."""
+        that ends the schedule evaluates its final weights. Resuming a run whose schedule has
+        ended raises: there is nothing to train, and a silent no-op reads as success. Returns a
+        summary whose 'checkpoint' is a path `load` reads and, optionally, whose 'log' is the
+        JSON-lines record the run keeps of its evaluations (one object with a 'step' per
+        evaluation, appended across resumed calls): what a user later plots must be what ran."""
 
     # ---- kernels: (kernel, reference) pairs named in the spec
     def kernel_cases(self) -> Mapping[str, Mapping[str, Any]]:

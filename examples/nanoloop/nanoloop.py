@@ -208,6 +208,8 @@ def train(cfg: NanoConfig, ckpt_path, resume: bool = False, stop_after: int | No
         opt.load_state_dict(ck["opt"])
         torch.set_rng_state(ck["rng"])
         start = ck["step"]
+        if start >= cfg.steps:
+            raise ValueError(f"{ckpt_path}: the run already finished ({start} of {cfg.steps} steps)")
     end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
     loss = float("nan")
     for step in range(start, end):

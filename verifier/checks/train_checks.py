@@ -3,6 +3,7 @@ smoke run of the real step (gradients, clipping, schedule, parameters held), one
 memorised, and a resumed run equal to an uninterrupted one. Budgets are steps, never seconds."""
 from __future__ import annotations
 
+import json
 import math
 import tempfile
 from pathlib import Path
@@ -226,10 +227,20 @@ class _Progress:
         self.totals.add(total)
 
 
-def run_accounting(name: str, got: _Progress, steps: range, total: int, ends: bool) -> Optional[str]:
+def expected_evals(steps: range, total: int, ends: bool, every: Optional[int]) -> Optional[list[int]]:
+    """The evaluations a call training `steps` owes: after every `every`-th step and after the
+    schedule's last (None: only the last is owed, and others are allowed)."""
+    if every is None:
+        return None
+    return sorted({s for s in steps if s % every == 0} | ({total} if ends else set()))
+
+
+def run_accounting(name: str, got: _Progress, steps: range, total: int, ends: bool,
+                   every: Optional[int] = None) -> Optional[str]:
     """Why a call's reports break the run's accounting (None: they keep it): it trains the steps
-    it was asked for, each reported once and in order, against the schedule's length, and a call
-    that ends the schedule evaluates its final weights."""
+    it was asked for, each reported once and in order, against the schedule's length; a call
+    that ends the schedule evaluates its final weights, and with a declared interval it
+    evaluates after exactly the steps the interval names."""
     if got.steps != list(steps):
         shown = got.steps if len(got.steps) <= 14 else got.steps[:6] + ["..."] + got.steps[-6:]
         return f"the {name} run reported training steps {shown}, not {steps.start}..{steps.stop - 1} once each"
@@ -237,15 +248,46 @@ def run_accounting(name: str, got: _Progress, steps: range, total: int, ends: bo
         return f"the {name} run reported a schedule of {sorted(got.totals - {total}, key=str)} steps, not {total}"
     if ends and (not got.evals or got.evals[-1] != total):
         return f"the {name} run ended at step {total} without evaluating its final weights (evals at {got.evals})"
+    want = expected_evals(steps, total, ends, every)
+    if want is not None and got.evals != want:
+        return f"the {name} run evaluated after steps {got.evals}, not {want} (every {every} steps, declared)"
     return None
+
+
+def log_problem(name: str, summary, evals: list[int]) -> Optional[str]:
+    """Why the run's own log (summary['log'], JSON lines) disagrees with the evaluations it
+    reported (None: it agrees, or the system keeps no log)."""
+    path = summary.get("log") if isinstance(summary, dict) else None
+    if path is None:
+        return None
+    path = Path(path)
+    if not path.exists():
+        return f"the {name} run names its log {path}, which it never wrote"
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    logged = [int(r["step"]) for r in rows if isinstance(r, dict) and "step" in r]
+    if logged != evals:
+        return f"the {name} run's log records evaluations at steps {logged}, it reported {evals}"
+    return None
+
+
+def _refuses_finished(sys, out_dir: Path, total: int) -> Optional[str]:
+    """Resuming a run whose schedule has ended must raise (None: it does)."""
+    try:
+        sys.train_run(out_dir, small=True, steps=total, resume=True)
+    except Exception:
+        return None
+    return (f"resuming the finished run (all {total} steps done) returned instead of refusing: "
+            f"a run that trains nothing reads as success")
 
 
 @check("train.resume_equivalence", ResumeParams)
 def resume_equivalence(target: Target, p: ResumeParams):
     """N + M steps of the system's own training loop equal N steps, a checkpoint, and M more
     from it (weights, optimizer state, schedule position and data stream all carried over); each
-    call reports the steps it trained, once each and in order, and a call that ends the schedule
-    evaluates its final weights (the run's accounting, through `progress`)."""
+    call reports the steps it trained, once each and in order, evaluates where the declared
+    interval says and after the schedule's end (the run's accounting, through `progress`); the
+    run's log, where it keeps one, records those evaluations; resuming the finished run is
+    refused."""
     sys = target.need("run")
     target.need("checkpoint")
     total = p.first + p.then
@@ -256,10 +298,16 @@ def resume_equivalence(target: Target, p: ResumeParams):
         resumed = sys.train_run(Path(tmp) / "resumed", small=True, steps=total, stop_after=p.then, resume=True,
                                 progress=seen["resumed"])
         a, b = sys.load(straight["checkpoint"]), sys.load(resumed["checkpoint"])
+        problem = (log_problem("straight", straight, seen["straight"].evals)
+                   or log_problem("resumed", resumed, seen["first"].evals + seen["resumed"].evals)
+                   or _refuses_finished(sys, Path(tmp) / "resumed", total))
+    if problem:
+        return failed(problem)
     reports = any(r.steps or r.evals for r in seen.values())      # a loop may report nothing at all
+    every = target.design.eval_every
     for name, steps, ends in (("straight", range(1, total + 1), True), ("first", range(1, p.first + 1), False),
                               ("resumed", range(p.first + 1, total + 1), True)):
-        problem = run_accounting(name, seen[name], steps, total, ends) if reports else None
+        problem = run_accounting(name, seen[name], steps, total, ends, every) if reports else None
         if problem:
             return failed(problem + ": the training loop does not run the schedule it reports")
     sa, sb = a.state_dict(), b.state_dict()
@@ -271,7 +319,7 @@ def resume_equivalence(target: Target, p: ResumeParams):
         return failed(f"{total} straight steps and {p.first} + {p.then} resumed steps end {worst:.3g} apart "
                       f"(largest in {', '.join(far)}): resume does not continue the run", margins=m, max_diff=worst)
     return passed(f"{p.first} steps + resume + {p.then} = {total} straight steps (max weight diff {worst:.1e}); "
-                  + ("every step reported once, the final weights evaluated" if reports else
-                     "the loop reports no progress, so its step accounting was not checked"),
+                  + ("every step reported once, evaluations where declared" if reports else
+                     "the loop reports no progress, so its step accounting was not checked")
+                  + ("; the log agrees" if straight.get("log") else "") + "; resuming the finished run is refused",
                   margins=m, max_diff=worst)
-
