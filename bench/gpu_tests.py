@@ -15,13 +15,19 @@ from bench.common import device_kind, record, table
 
 
 def main() -> None:
+    if device_kind() == "cpu":
+        sys.exit("bench.gpu_tests: no CUDA GPU here; every test would skip and the record would say nothing")
     with tempfile.TemporaryDirectory() as tmp:
         junit = Path(tmp) / "gpu.xml"
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider",
-                               f"--junitxml={junit}", "tests/test_kernels_gpu.py"], capture_output=True, text=True)
+        # -v, streamed: a run cut short by the device's time limit still shows which tests ended and when
+        proc = subprocess.Popen([sys.executable, "-u", "-m", "pytest", "-v", "-m", "gpu", "-p", "no:cacheprovider",
+                                 f"--junitxml={junit}", "tests/test_kernels_gpu.py"], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        for line in proc.stdout:
+            print(f"[{time.perf_counter() - t0:6.1f} s] {line}", end="", flush=True)
+        proc.wait()
         wall = time.perf_counter() - t0
-        print(proc.stdout[-12000:], proc.stderr[-3000:])
         cases = ET.parse(junit).getroot().iter("testcase") if junit.exists() else []
         tests = [{"test": f"{c.get('classname')}::{c.get('name')}", "seconds": float(c.get("time", 0)),
                   "status": "failed" if c.find("failure") is not None or c.find("error") is not None
