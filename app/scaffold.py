@@ -22,7 +22,7 @@ STEPS = [("spec_config_sync", "spec.config_sync"), ("design_rules", "spec.rules"
          ("halting_semantics", "model.halting_semantics"), ("train_step_smoke", "train.step_smoke"),
          ("strict_checkpoint_load", "checkpoint.strict_load"), ("resume_equivalence", "train.resume_equivalence"),
          ("format_parity", "eval.format_parity"), ("eval_sets", "eval.problem_sets"),
-         ("generation_parity", "eval.generation_parity"),
+         ("generation_parity", "eval.generation_parity"), ("eval_report", "eval.report_consistency"),
          ("overfit_batch", "train.overfit_batch")]
 
 

@@ -66,7 +66,7 @@ class LoopLMSystem:
             "supervision": "all" if gate else SUPERVISED[t.supervision],
             "tbptt": t.tbptt,
             "halting": {"score": "learned" if gate else "entropy", "halts_when": "above" if gate else "below",
-                        "min_loops": c.halting.min_loops},
+                        "min_loops": c.halting.min_loops, "by_default": c.halting.mode != "fixed"},
             "layout": {"packed": False, "prompt_end": EQUALS, "end": END, "pad": PAD, "ignore_index": data.IGNORE,
                        # a normal-order prompt digit's significance counts the digits after it
                        "bidirectional_prompt": m.prefix_bidirectional or self.config.data.format == "normal"},
@@ -192,6 +192,16 @@ class LoopLMSystem:
         with dispatch.use("reference"):
             rows, _ = evaluate.score(model, problems)
         return [r["correct"] for r in rows]
+
+    def eval_report(self, model: LoopLM, n: int, seed: int) -> dict:
+        """`looplm eval`'s report by digit count over the model's trained range, and the problems
+        it scored: evaluate() draws problems(n, d, d, seed * 7919 + d, 'val') for each count d."""
+        d = model.config.data
+        digits = list(range(d.min_digits, d.max_digits + 1))
+        with dispatch.use("reference"):
+            report = evaluate.evaluate(model, digits, n, seed=seed)
+        return {"accuracy": report["accuracy_by_digits"],
+                "problems": {str(k): data.problems(n, k, k, seed=seed * 7919 + k, split="val") for k in digits}}
 
     def model_format(self, model: LoopLM) -> str:
         return model.config.data.format

@@ -27,3 +27,43 @@ def test_a_leaking_split_fails(monkeypatch):
                         real(rng, lo, hi, "train", kind))
     step = _step()
     assert step.status == "fail" and "appear in the training batches" in step.message
+
+
+def _report_step(monkeypatch=None, **patch):
+    from looplm import evaluate
+    for name, fn in patch.items():
+        monkeypatch.setattr(evaluate, name, fn)
+    return run(load_target(dsl.BUNDLED), only=["generation_parity", "eval_report"]).steps
+
+
+def test_the_taught_model_answers_some_problems_and_not_others():
+    from verifier.checks.taught import taught
+    target = load_target(dsl.BUNDLED)
+    t = taught(target)
+    right = target.system.exact_match(t.model, t.problems)
+    known = [r for r, k in zip(right, t.known) if k]
+    assert sum(known) >= 0.9 * len(known) and sum(right) < len(right), (sum(known), sum(right))
+    assert taught(target) is t                               # built once per run
+
+
+def test_the_eval_report_passes_with_part_right_groups():
+    steps = _report_step()
+    assert [s.status for s in steps] == ["pass", "pass"], [s.message for s in steps]
+    assert "part right, part wrong" in steps[1].message and "0 group" not in steps[1].message
+
+
+def test_a_report_that_floors_its_means_fails(monkeypatch):
+    from looplm import evaluate
+    steps = _report_step(monkeypatch, _mean=lambda xs: sum(xs) // len(xs) if xs else 0.0)
+    assert steps[0].status == "pass" and steps[1].status == "fail" and "the figure is not what was measured" \
+        in steps[1].message, steps[1].message
+    assert evaluate._mean([1, 0]) == 0
+
+
+def test_an_exact_match_that_marks_everything_wrong_fails_generation_parity(monkeypatch):
+    from looplm import evaluate
+    real = evaluate.score
+    monkeypatch.setattr(evaluate, "score", lambda *a, **k: ([{**r, "correct": False} for r in real(*a, **k)[0]],
+                                                           real(*a, **k)[1]))
+    steps = run(load_target(dsl.BUNDLED), only=["generation_parity"]).steps
+    assert steps[0].status == "fail" and "exact match says False" in steps[0].message, steps[0].message

@@ -33,6 +33,7 @@ CAPABILITIES: dict[str, tuple[str, ...]] = {
     "checkpoint": ("save", "load", "load_into"),
     "eval": ("eval_problems", "render", "exact_match", "model_format"),
     "eval_sets": ("eval_sets",),
+    "report": ("eval_report",),
     "generate": ("generate",),
     "run": ("train_run",),
     "kernels": ("kernel_cases",),
@@ -83,6 +84,9 @@ class HaltingDecl(_Decl):
     score: Literal["entropy", "max_prob", "learned"]   # learned: a gate the logits do not show
     halts_when: Literal["below", "above"] = "below"
     min_loops: int = Field(1, ge=1)
+    # the eval and generation halt by default (else they run fixed depth, as forward() does with
+    # threshold None); a fixed-depth pass is then another function than generation's
+    by_default: bool = False
 
 
 class Schedule(_Decl):
@@ -227,6 +231,11 @@ class LoopedSystem(Protocol):
         problems that `render` takes, 'claim': problem -> None, or why it is not a member}. Each
         claim states the set's defining property from its definition (not by calling the
         generator); 'random' names the plain held-out set, which must never meet training."""
+
+    def eval_report(self, model: Any, n: int, seed: int) -> Mapping[str, Any]:
+        """The figures the system's own eval command reports for `model`, on n held-out problems
+        per group (digit count, say) of its trained range drawn at `seed`:
+        {'accuracy': {group: fraction exactly right}, 'problems': {group: the n problems scored}}."""
 
     def generate(self, model: Any, prompts: list[str], max_new: int) -> list[str]:
         """Greedy decoding: each prompt's continuation, up to and including the end token."""

@@ -330,6 +330,15 @@ system LoopLM {
       severity: major
       needs: [format_parity]
     }
+    step eval_report {
+      check: eval.report_consistency
+      description: "the figures the eval command reports are the means of the eval's own per-problem verdicts"
+      expect: "every reported group's accuracy is the mean of exact match over that group's problems, on a model that answers some"
+      on_fail: "aggregate the per-problem verdicts you scored (no floor division, no dropped or relabelled group)"
+      gates: true
+      severity: major
+      needs: [generation_parity]
+    }
     step padded_vocab_mask {
       check: kernel.padded_vocab_mask
       params: {vocab: [14, 65, 1000]}

@@ -11,6 +11,7 @@ from ..result import failed, passed
 from ..target import Target
 from .common import tensors
 from .data_checks import layout, row_tokens, split_examples
+from .taught import PER_GROUP, taught
 
 
 class SetsParams(Params):
@@ -72,3 +73,32 @@ def problem_sets(target: Target, p: SetsParams):
     return passed(f"{len(sets)} eval sets ({', '.join(sets)}) x {len(p.seeds)} seeds x {p.problems} problems: "
                   f"seeded, correct, each what it is named for; none of {len(plain)} held-out problems among "
                   f"{len(seen)} training examples", sets=len(sets), train_examples=len(seen))
+
+
+@check("eval.report_consistency")
+def report_consistency(target: Target, params):
+    """The system's eval report states, for every group it reports, the mean of the eval's own
+    exact match over the n problems of that group: on a model that answers some of them (trained
+    on every other one, verifier.checks.taught), so a report that floors, drops or mislabels a
+    group cannot agree by both being 0%."""
+    sys = target.need("report")
+    target.need("eval")
+    t = taught(target)
+    rep = sys.eval_report(t.model, PER_GROUP, target.seed + 11)
+    acc, groups = {str(k): v for k, v in rep["accuracy"].items()}, {str(k): v for k, v in rep["problems"].items()}
+    if not groups:
+        return failed("the eval report scored no group of problems")
+    if set(acc) != set(groups):
+        return failed(f"the report states accuracy for groups {sorted(acc)}, it scored groups {sorted(groups)}")
+    mixed = 0
+    for g, probs in sorted(groups.items()):
+        if len(probs) != PER_GROUP:
+            return failed(f"group {g}: the report scored {len(probs)} problems, {PER_GROUP} were asked for")
+        right = sys.exact_match(t.model, list(probs))
+        want = sum(right) / len(right)
+        if abs(float(acc[g]) - want) > 1e-9:
+            return failed(f"group {g}: the report says {float(acc[g]):.4f}, the eval's exact match gives {want:.4f} "
+                          f"({sum(right)} of {len(right)}): the figure is not what was measured")
+        mixed += 0 < want < 1
+    return passed(f"{len(groups)} groups x {PER_GROUP} problems: every reported accuracy is the mean of exact match "
+                  f"({mixed} group(s) part right, part wrong, on a model taught half of them)", mixed_groups=mixed)
