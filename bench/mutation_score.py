@@ -75,13 +75,23 @@ def key(m: dict) -> tuple:
 
 
 def sample(mutants: list[dict], n: int, seed: int) -> list[dict]:
-    """n mutants, each file's share proportional to its share of all mutants (seeded)."""
+    """n mutants (seeded): each file's share proportional to its share of all mutants, rounded,
+    then topped up to exactly n by a uniform draw from the rest (rounding alone gave 299 of 300).
+    cosmic-ray's enumeration order differs between inits, so mutants are put in key order
+    first: a seed names one sample."""
     rng, by_file = random.Random(seed), defaultdict(list)
-    for m in mutants:
+    for m in sorted(mutants, key=key):
         by_file[m["file"]].append(m)
     quota = {f: max(1, round(n * len(ms) / len(mutants))) for f, ms in by_file.items()}
-    return sorted((m for f, ms in by_file.items() for m in rng.sample(ms, min(quota[f], len(ms)))),
-                  key=key)
+    chosen = [m for f, ms in by_file.items() for m in rng.sample(ms, min(quota[f], len(ms)))]
+    return sorted(chosen + top_up(mutants, chosen, n, rng), key=key)
+
+
+def top_up(mutants: list[dict], chosen: list[dict], n: int, rng: random.Random) -> list[dict]:
+    """n - len(chosen) more mutants, drawn uniformly (in key order) from those not chosen."""
+    taken = {key(m) for m in chosen}
+    rest = sorted((m for m in mutants if key(m) not in taken), key=key)
+    return rng.sample(rest, max(0, n - len(chosen)))
 
 
 def run_one(copy: Path, m: dict, timeout: float) -> dict:
@@ -172,11 +182,14 @@ def _run_all(todo: list[dict], args) -> list[dict]:
 
 def _rerun(rows: list[dict], args) -> list[dict]:
     """Run the survivors not judged equivalent again (an equivalent mutant computes the same: no
-    check may kill it); the rest keep their outcome."""
+    check may kill it), and, where the rows hold fewer than --n mutants, as many more drawn
+    uniformly from the rest (seeded); the rest keep their outcome."""
     judged = verdicts()
     again = [r for r in rows if r["outcome"] == "survived" and judged.get(key(r), {}).get("verdict") != "equivalent"]
-    redone = {key(r): r for r in _run_all(again, args)}
-    return [redone.get(key(r), r) for r in rows]
+    with tempfile.TemporaryDirectory() as tmp:      # a sample short of --n grows by a seeded uniform draw
+        new = top_up(enumerate_mutants(tree_copy(Path(tmp))), rows, args.n, random.Random(args.seed))
+    redone = {key(r): r for r in _run_all(again + new, args)}
+    return sorted([redone.get(key(r), r) for r in rows] + [redone[key(m)] for m in new], key=key)
 
 
 def main() -> None:
@@ -197,7 +210,7 @@ def main() -> None:
     print(f"score {s['score']:.1%}: {s['killed']} of {s['non_equivalent']} non-equivalent mutants killed "
           f"({s['equivalent']} equivalent, {len(s['missed'])} missed)")
     data = {"targets": TARGETS, "all_mutants": total, "sample": len(rows), "seed": args.seed,
-            "sampling": "stratified by file, proportional to each file's share of all mutants",
+            "sampling": "stratified by file, proportional to each file's share of all mutants (in key order), topped up to --n by a seeded uniform draw from the rest",
             **({"partial": partial} if partial else {}), **({"history": history} if history else {}),
             **s, "mutants": rows}
     print(f"wrote {record('mutation-score', data)}")
