@@ -13,19 +13,12 @@ from ..contract import Layout
 from ..registry import Params, check
 from ..result import failed, passed
 from ..target import Target
+from .common import tensors
 
 
 class BatchParams(Params):
     batches: int = 4
     batch_size: int = 64
-
-
-def tensors(batch: Any):
-    """(idx, targets) of a batch object (attributes) or pair."""
-    if hasattr(batch, "idx") and hasattr(batch, "targets"):
-        return batch.idx, batch.targets
-    idx, targets = batch
-    return idx, targets
 
 
 def layout(target: Target) -> Layout:
