@@ -19,38 +19,51 @@ def _same_weights(a, b) -> bool:
     return set(sa) == set(sb) and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
+def _refusal(sys, into, path: Path, differ: list[str]):
+    """(the exception loading `path` into `into` raised, or None, problem or None)."""
+    try:
+        sys.load_into(into, path)
+    except Exception as e:
+        if differ and not any(k in str(e) for k in differ):
+            return e, (f"the refusal does not name a parameter that differs ({', '.join(differ[:3])}): "
+                       f"{type(e).__name__}: {str(e)[:200]}: a user cannot tell what is wrong with the checkpoint")
+        return e, None
+    return None, ("loading a checkpoint into a model whose vocabulary differs by 3 tokens succeeded: the head "
+                  "(and the embedding) would be left random (strict=False)")
+
+
 @check("checkpoint.strict_load")
 def strict_load(target: Target, params):
-    """A checkpoint round-trips exactly; loading it into a model of another vocabulary is refused
-    (never a partial load that leaves a random head), naming a parameter whose shape differs; a
-    given --ckpt loads."""
+    """A checkpoint round-trips exactly; loading it into a model of another vocabulary, larger or
+    smaller, is refused (never a partial load that leaves a random head), naming a parameter
+    whose shape differs, and the same way both ways (one exception type: a caller that handles
+    one must not crash on the other); a given --ckpt loads."""
     sys = target.need("checkpoint")
     target.need("model")
     model = sys.build(target.seed)
+    other = sys.build(target.seed, extra_vocab=3)
+    own, theirs = model.state_dict(), other.state_dict()
+    differ = sorted(k for k in own if k in theirs and own[k].shape != theirs[k].shape)
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "c.pt"
-        sys.save(model, path)
-        if not _same_weights(model, sys.load(path)):
+        small, large = Path(tmp) / "c.pt", Path(tmp) / "large.pt"
+        sys.save(model, small)
+        if not _same_weights(model, sys.load(small)):
             return failed("a saved and reloaded checkpoint differs from the model it came from")
-        other = sys.build(target.seed, extra_vocab=3)
-        own, theirs = model.state_dict(), other.state_dict()
-        differ = sorted(k for k in own if k in theirs and own[k].shape != theirs[k].shape)
-        try:
-            sys.load_into(other, path)
-        except Exception as e:
-            refused = f"{type(e).__name__}: {str(e)[:200]}"
-            if differ and not any(k in str(e) for k in differ):
-                return failed(f"the refusal does not name a parameter that differs ({', '.join(differ[:3])}): "
-                              f"{refused}: a user cannot tell what is wrong with the checkpoint")
-        else:
-            return failed("loading a checkpoint into a model with 3 more vocabulary tokens succeeded: the head "
-                          "(and the embedding) would be left random (strict=False)")
+        sys.save(other, large)
+        up, problem = _refusal(sys, other, small, differ)
+        down, problem2 = _refusal(sys, sys.build(target.seed), large, differ)
+    if problem or problem2:
+        return failed(problem or problem2)
+    if type(up) is not type(down):
+        return failed(f"a smaller checkpoint is refused with {type(up).__name__}, a larger one with "
+                      f"{type(down).__name__}: one mismatch, two ways of refusing it")
+    refused = f"{type(up).__name__}: {str(up)[:200]}"
     if target.checkpoint is not None:
         try:
             sys.load(target.checkpoint)
         except Exception as e:
             return failed(f"the checkpoint {target.checkpoint} does not load: {type(e).__name__}: {str(e)[:300]}")
-    return passed("exact round trip; a vocabulary mismatch is refused" +
+    return passed("exact round trip; a vocabulary mismatch is refused both ways, alike" +
                   (f"; {target.checkpoint} loads strictly" if target.checkpoint else ""), refused=refused)
 
 
