@@ -28,7 +28,6 @@ class Taught:
     model: object
     problems: list          # the held-out problems drawn
     known: list[bool]       # which of them it was trained on (every other one)
-    loss: float             # its training loss when it stopped
 
 
 def example_rows(sys, pairs: list[tuple[str, str]], target: Target):
@@ -65,10 +64,9 @@ def taught(target: Target) -> Taught:
         known = [i % 2 == 0 for i in range(len(probs))]
         rows = example_rows(sys, [sys.render(q) for q, k in zip(probs, known) if k], target)
         model = sys.build(target.seed).train()
-        opt, peak, loss = sys.optimizer(model), peak_step(target.design.schedule), float("inf")
+        opt, peak = sys.optimizer(model), peak_step(target.design.schedule)
         for _ in range(STEPS):
-            loss = float(sys.train_step(model, opt, rows, peak))
-            if loss < LOSS:
+            if float(sys.train_step(model, opt, rows, peak)) < LOSS:
                 break
-        target.memo["taught"] = Taught(model.eval(), probs, known, loss)
+        target.memo["taught"] = Taught(model.eval(), probs, known)
     return target.memo["taught"]
