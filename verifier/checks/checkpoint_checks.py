@@ -51,7 +51,7 @@ def strict_load(target: Target, params):
             return failed("a saved and reloaded checkpoint differs from the model it came from")
         sys.save(other, large)
         up, problem = _refusal(sys, other, small, differ)
-        down, problem2 = _refusal(sys, sys.build(target.seed), large, differ)
+        down, problem2 = _refusal(sys, model, large, differ)      # model is not used after this
     if problem or problem2:
         return failed(problem or problem2)
     if type(up) is not type(down):
