@@ -23,6 +23,7 @@ import torch
 
 from . import attention, halting
 from . import looped_block as _looped
+from . import looped_tiled as _tiled
 from .looped_block import Weights
 
 BACKENDS = ("auto", "reference", "cutile", "emulator")
@@ -86,10 +87,10 @@ def backend(t: torch.Tensor) -> str:
 
 
 def per_loop_kernels(name: str) -> bool:
-    """Where the persistent kernel cannot run a shape (T > 64, say), use the per-loop kernels
-    (attention, halting update) only when they were asked for by name: under `auto` the
-    reference runs instead, because the per-loop path measured slower than it (4x eager at
-    T = 99 and T = 303 on the H200, bench/results/kernels-h200.json)."""
+    """Where neither looped-block kernel can run a model (rope, the learned gate, a GPT-L), use
+    the per-loop kernels (attention, halting update) only when they were asked for by name:
+    under `auto` the reference runs instead, because the per-loop path measured slower than it
+    (4x eager at T = 99 and T = 303 on the H200, bench/results/kernels-h200.json, 2026-12-01)."""
     return name == "emulator" or (name == "cutile" and requested() == "cutile")
 
 
@@ -120,10 +121,14 @@ def loop_attention(q, k, v, sig, plen, bias, *, window, clip, prefix, name: str)
 
 
 def looped_block_supported(B: int, T: int, D: int, H: int, V: int) -> bool:
-    return _looped.supported(B, T, D, H, V)
+    return _looped.supported(B, T, D, H, V) or _tiled.supported(B, T, D, H, V)
 
 
 def looped_block(x0, sig, plen, nreal, thr, w: Weights, **kw):
-    """All loops of the shared block in one launch (cuTile, or the emulator on CPU tensors);
-    call only where `backend` gave a kernel backend and `looped_block_supported` holds."""
-    return _looped.looped_block_cutile(x0, sig, plen, nreal, thr, w, **kw)
+    """All loops of the shared block: the persistent kernel (one launch) where a block holds the
+    sequences (T <= 128), else the tiled kernel (one launch per loop); cuTile, or the emulator on
+    CPU tensors. Call only where `backend` gave a kernel backend and `looped_block_supported` holds."""
+    B, T, D = x0.shape
+    if _looped.supported(B, T, D, w.bias.shape[0], w.wte.shape[0]):
+        return _looped.looped_block_cutile(x0, sig, plen, nreal, thr, w, **kw)
+    return _tiled.looped_tiled_cutile(x0, sig, plen, nreal, thr, w, **kw)

@@ -25,6 +25,8 @@ HALTING_DIMS = {"M": (1, 300), "V": (2, 1500), "D": (1, 300)}
 # drawn like a dim so that the probes' top of range (31) runs every option on at once
 ATTENTION_DIMS = {"B": (1, 3), "H": (1, 4), "T": (1, 160), "D": (16, 128)}
 LOOPED_DIMS = {"B": (1, 8), "T": (3, 128), "D": (64, 128), "H": (2, 4), "V": (14, 14), "flags": (0, 31)}
+# the tiled looped block: rows past one 64-row tile, up to five of them (a ragged last one)
+TILED_DIMS = {"B": (1, 3), "T": (3, 300), "D": (64, 128), "H": (2, 4), "V": (14, 14), "flags": (0, 31)}
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -105,11 +107,11 @@ def random_weights(D: int, H: int, V: int, loops: int, g: torch.Generator, dtype
                    r(H, 8, scale=1.0), r(max(1, loops), D).to(dtype))
 
 
-def make_looped(shape: dict, seed: int, kind: str = "random"):
+def make_looped(shape: dict, seed: int, kind: str = "random", max_t: int = 128):
     """(x0 (B, T, D), sig, plen, real (B, T), thr (B, T), Weights), options: all loops of a random block."""
     g = _gen(seed)
     fmt = "normal" if seed % 2 else "reversed"
-    idx, sig, plen = addition_rows(shape["B"], _digits_for(min(shape["T"], 128)), fmt, seed)
+    idx, sig, plen = addition_rows(shape["B"], _digits_for(min(shape["T"], max_t)), fmt, seed)
     B, T = idx.shape
     D, V = 64 if shape["D"] < 96 else 128, len(ADDITION)          # powers of two the kernel holds
     H = 2 if shape["H"] < 3 else 4                                # head sizes 32 or 16..64
@@ -126,6 +128,11 @@ def make_looped(shape: dict, seed: int, kind: str = "random"):
           "window": (None, 1)[seed % 2], "clip": 3, "use_bias": flag(1, bool(seed % 3)),
           "prefix": flag(2, seed % 4 == 1), "reinject": flag(3, seed % 5 != 2), "step_emb": flag(4, seed % 7 == 3)}
     return (torch.randn(B, T, D, generator=g), sig, plen, real, thr, w), kw
+
+
+def make_tiled(shape: dict, seed: int, kind: str = "random"):
+    """The looped block's inputs at any length (the tiled kernel has no row limit)."""
+    return make_looped(shape, seed, kind, max_t=shape["T"])
 
 
 def model_inputs(idx: torch.Tensor, fmt: str):

@@ -220,21 +220,27 @@ class LoopLMSystem:
                                "runs": runs("loop_attention")},
             "looped_block": {"dims": kernel_inputs.LOOPED_DIMS, "make": kernel_inputs.make_looped,
                              "scaled": True, "runs": runs("looped_block")},
+            "looped_tiled": {"dims": kernel_inputs.TILED_DIMS, "make": kernel_inputs.make_tiled,
+                             "scaled": True, "runs": runs("looped_tiled")},
         }
 
     def kernels_run(self, model: LoopLM, idx, threshold: Optional[float]) -> set[str]:
         """The declared kernels the kernel inference path launches for this model and input,
         stated from each kernel's declared domain (spec `limits`, README 'Kernels'), not by
         asking the dispatcher: inference parity counts the launches against this statement.
-        One persistent launch where the model and shape fit it; else per loop, attention for
-        head sizes a tile row holds and the halting update where entropy halting is on."""
+        One persistent launch where the model and shape fit it (T <= 128), the tiled looped block
+        (a launch per loop) for longer rows of such a model; else per loop, attention for head
+        sizes a tile row holds and the halting update where entropy halting is on."""
         m, policy = model.config.model, self._policy(model, threshold) or model.config.halting
         T, hd = idx.shape[1], m.n_embd // m.n_head
         pow2 = lambda n: n & (n - 1) == 0  # noqa: E731
         heads = pow2(hd) and 16 <= hd <= 128
         if (m.tied and m.reinject != "adapter" and m.position != "rope" and policy.mode != "gate" and heads
-                and T <= 128 and m.n_embd <= 128 and pow2(m.n_embd)):
-            return {"looped_block"}
+                and m.n_embd <= 128 and pow2(m.n_embd)):
+            if T <= 128:
+                return {"looped_block"}
+            if m.vocab_size <= 128:
+                return {"looped_tiled"}
         halting = policy.mode == "entropy" and m.vocab_size <= 8192
         return {name for name, on in (("loop_attention", heads), ("halting_update", halting)) if on}
 

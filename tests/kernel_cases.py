@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from looplm import kernel_inputs as KI
 
 CASES = {"halting": (KI.HALTING_DIMS, KI.make_halting), "attention": (KI.ATTENTION_DIMS, KI.make_attention),
-         "looped": (KI.LOOPED_DIMS, KI.make_looped)}
+         "looped": (KI.LOOPED_DIMS, KI.make_looped), "tiled": (KI.TILED_DIMS, KI.make_tiled)}
 # What sets each kernel's compile-time constants, drawn jointly from a few combinations: each
 # combination is one JIT compile per dtype on a GPU, so a cold GPU run stays within minutes.
 #   halting   V -> BLOCK_V, D -> BLOCK_D, the seed -> the input's flags (every pairing: small kernel)
@@ -23,14 +23,16 @@ CASES = {"halting": (KI.HALTING_DIMS, KI.make_halting), "attention": (KI.ATTENTI
 #             widths, flags -> halting, bias, re-injection, step embedding; the seed -> window.
 #             Every option on with the window, then every option off without it: both sides of
 #             every branch, in two compiles (each takes ~30 s on the H200)
+#   tiled     the same options, at rows of five and four 64-row tiles (the last one ragged)
 COMBOS = {"halting": [{"V": v, "D": d, "seed": s} for v in (14, 65, 1000) for d in (7, 64, 300) for s in range(4)],
           "attention": [{"D": 16, "T": 40, "seed": 1}, {"D": 32, "T": 150, "seed": 2}, {"D": 32, "T": 40, "seed": 3}],
-          "looped": [{"T": 99, "D": 128, "H": 4, "flags": 31, "seed": 1}, {"T": 99, "D": 128, "H": 4, "flags": 0, "seed": 2}]}
+          "looped": [{"T": 99, "D": 128, "H": 4, "flags": 31, "seed": 1}, {"T": 99, "D": 128, "H": 4, "flags": 0, "seed": 2}],
+          "tiled": [{"T": 300, "D": 128, "H": 4, "flags": 31, "seed": 1}, {"T": 201, "D": 128, "H": 4, "flags": 0, "seed": 2}]}
 
 
 @st.composite
 def cases(draw, kernel: str, bucketed: bool = False, kinds=("random", "extreme")):
-    """(args, kwargs, case) for `kernel` ('halting', 'attention', 'looped'); `bucketed` draws the
+    """(args, kwargs, case) for `kernel` ('halting', 'attention', 'looped', 'tiled'); `bucketed` draws the
     compile-time choices from COMBOS, the other dims freely."""
     dims, make = CASES[kernel]
     fixed = dict(draw(st.sampled_from(COMBOS[kernel]))) if bucketed else {}

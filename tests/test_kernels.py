@@ -4,11 +4,13 @@ NaN. The dispatcher's backend choice."""
 import pytest
 import torch
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kernels import attention as A
 from kernels import dispatch, emulator
 from kernels import halting as K
 from kernels import looped_block as LB
+from kernels import looped_tiled as LT
 from tests.kernel_cases import cases, entropy_oracle
 from verifier.compare import assert_close
 
@@ -82,6 +84,35 @@ def test_looped_block_kernel_matches_reference(c):
     assert_close("looped_block", got[real], want[real], torch.float32, scaled=True, **case["shape"])
 
 
+@settings(max_examples=8)
+@given(cases("tiled"))
+def test_looped_tiled_kernel_matches_reference(c):
+    (x0, sig, plen, real, thr, w), kw, case = c
+    B, T, _ = x0.shape
+    out = (torch.full((B, T, w.wte.shape[0]), NAN), torch.full((B, T), -1, dtype=torch.int32))
+    got, steps = LT.looped_tiled_cutile(x0, sig, plen, real, thr, w, **kw, out=out)
+    want, wsteps = LT.looped_tiled_reference(x0, sig, plen, real, thr, w, **kw)
+    assert torch.equal(steps, wsteps), case
+    assert_close("looped_tiled", got[real], want[real], torch.float32, scaled=True, **case["shape"])
+
+
+@settings(max_examples=40)
+@given(cases("attention"), st.sampled_from([16, 32, 64]), st.sampled_from([16, 32, 64]))
+def test_key_tiles_list_every_tile_holding_a_visible_key(c, TM, TN):
+    """The tiled kernel reads only the listed key tiles: a missed one silently drops keys."""
+    (_, _, _, sig, plen, _), kw, _ = c
+    B, T = sig.shape
+    count, order = LT.key_tiles(sig, plen, TM, TN, window=kw["window"], prefix=kw["prefix"])
+    nQ, nK = count.shape[1], order.shape[2]
+    listed = torch.zeros(B, nQ, nK, dtype=torch.bool)
+    listed.scatter_(2, order.long(), torch.arange(nK)[None, None, :] < count[..., None])
+    allowed = torch.zeros(B, nQ * TM, nK * TN, dtype=torch.bool)
+    allowed[:, :T, :T] = A.attention_mask(sig.long(), plen.long(), kw["window"], kw["prefix"])[:, 0]
+    need = allowed.view(B, nQ, TM, nK, TN).any(2).any(-1)
+    assert bool((need <= listed).all()), kw
+    assert torch.equal(order.sort(-1).values, torch.arange(nK, dtype=torch.int32).expand(B, nQ, nK))  # a permutation
+
+
 def test_kernel_variant_changes_only_the_options():
     from kernels.tile import TileKernel
     base = TileKernel(K.halting_update_kernel.body, occupancy=4)
@@ -126,6 +157,39 @@ def test_looped_kernel_matches_the_model_end_to_end():
                                                     step_emb=True)
                 assert_close("looped_block vs LoopLM", got[real], want.logits[real], torch.float32, mode=policy.mode)
                 assert torch.equal(steps[real], want.halting.steps[real])
+
+
+def test_long_rows_run_the_tiled_kernel_and_match_the_model():
+    """Past the persistent kernel's 128 tokens the dispatcher runs the tiled looped block (one
+    launch per loop), and the model's kernel path still computes what its reference path does."""
+    from looplm.config import Config, HaltingConfig
+    from looplm.kernel_inputs import addition_rows
+    from looplm.model import LoopLM
+    from looplm.tokens import ADDITION
+    torch.manual_seed(0)
+    model = LoopLM(Config().override(model={"n_loops": 2, "step_embedding": True}), ADDITION).eval()
+    idx, _, _ = addition_rows(2, 50, "reversed", 3)                   # T = 153: three 64-row tiles
+    assert idx.shape[1] > LB.MAX_T
+    calls = []
+    real_fn = LT.looped_tiled_cutile
+    with torch.no_grad():
+        model.blocks[0].attn.rel_bias.normal_()
+        # a threshold near the untrained model's entropy (log 14 = 2.64): some tokens halt, some run on
+        for policy in (HaltingConfig(), HaltingConfig(mode="entropy", threshold=2.6)):
+            with dispatch.use("reference"):
+                want = model(idx, halting=policy, loops=3)            # 3: past the step embedding's 2 rows
+            LT.looped_tiled_cutile = lambda *a, **k: calls.append(1) or real_fn(*a, **k)  # noqa: E731
+            try:
+                with dispatch.use("emulator"):
+                    got = model(idx, halting=policy, loops=3)
+            finally:
+                LT.looped_tiled_cutile = real_fn
+            real = idx != ADDITION.pad_id
+            assert_close("looped_tiled vs LoopLM", got.logits[real], want.logits[real], torch.float32, mode=policy.mode)
+            assert torch.equal(got.halting.steps[real], want.halting.steps[real])
+            if policy.mode == "entropy":
+                assert 1 <= int(want.halting.steps[real].min()) < 3 == int(want.halting.steps[real].max())
+    assert len(calls) == 2
 
 
 def test_dispatcher_backend_is_chosen_explicitly_and_restored(monkeypatch):

@@ -12,16 +12,23 @@ def _parity(**overrides):
 
 def test_the_bundled_model_launches_the_kernels_it_states_short_and_long():
     step = _parity()
-    assert step.status == "pass" and "kernels ['halting_update', 'loop_attention', 'looped_block']" in step.message
+    assert step.status == "pass" and "kernels ['looped_block', 'looped_tiled']" in step.message
     assert "as built: " in step.evidence and "kernels ['looped_block']" in step.evidence.split("as built: ")[1]
-    assert "long rows (T = 168)" in step.evidence          # past the persistent kernel's T limit: per loop
+    assert "long rows (T = 168)" in step.evidence          # past the persistent kernel's T limit: tiled
+
+
+def test_a_dispatcher_that_silently_drops_the_tiled_kernel_at_long_rows_fails(monkeypatch):
+    from kernels import dispatch, looped_block
+    monkeypatch.setattr(dispatch, "looped_block_supported", looped_block.supported)   # T <= 128 only
+    step = _parity()
+    assert step.status == "fail" and step.message.startswith("long rows") and "did not launch ['looped_tiled']" in step.message
 
 
 def test_a_dispatcher_that_silently_drops_the_per_loop_kernels_fails(monkeypatch):
     from kernels import dispatch
     monkeypatch.setattr(dispatch, "per_loop_kernels", lambda name: False)
-    step = _parity()
-    assert step.status == "fail" and step.message.startswith("long rows") and "did not launch" in step.message
+    step = _parity(position="rope")                # no looped-block kernel takes rotary attention: per loop
+    assert step.status == "fail" and "did not launch" in step.message
 
 
 def test_a_model_whose_heads_no_kernel_holds_runs_only_its_halting_kernel_or_skips():

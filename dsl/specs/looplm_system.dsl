@@ -160,6 +160,21 @@ system LoopLM {
     archs: [sm_80, sm_90, sm_100, sm_120]
   }
 
+  kernel looped_tiled {
+    module: "kernels.looped_tiled"
+    function: looped_tiled_cutile
+    reference: looped_tiled_reference
+    description: "long rows: one launch per loop over 64-row query tiles, attention only over the key tiles the mask reaches"
+    dtype: bfloat16
+    tiles: {TILE: 64, CHUNK: 128}
+    padding: neg_inf
+    reduction: loop
+    index_units: tiles
+    shapes: [{B: 64, T: 303, D: 128, H: 4, V: 14}, {B: 8, T: 3003, D: 128, H: 4, V: 14}]
+    limits: {D: 128, V: 128}
+    archs: [sm_80, sm_90, sm_100, sm_120]
+  }
+
   // Steps run in this order. Budgets are steps and samples, never seconds: a `timeout` is only
   // a hang guard (default 600 s). The general properties (loop accounting, causality, halting
   // semantics, the real training step, resume, kernel differential tests) hold for every
@@ -364,7 +379,7 @@ system LoopLM {
       on_fail: "ct.load/ct.store index= counts tiles; do not multiply by the tile size"
       gates: true
       severity: critical
-      uses: [kernel.halting_update, kernel.loop_attention, kernel.looped_block]
+      uses: [kernel.halting_update, kernel.loop_attention, kernel.looped_block, kernel.looped_tiled]
       bugs: [7]
     }
     step kernel_differential {
@@ -374,7 +389,7 @@ system LoopLM {
       on_fail: "reproduce the failing shape with the printed call and diff the kernel against the reference"
       gates: true
       severity: critical
-      uses: [kernel.halting_update, kernel.loop_attention, kernel.looped_block]
+      uses: [kernel.halting_update, kernel.loop_attention, kernel.looped_block, kernel.looped_tiled]
     }
     step kernel_compile {
       check: kernel.compile
@@ -383,7 +398,7 @@ system LoopLM {
       on_fail: "pad to a power of two, then slice"
       gates: true
       severity: critical
-      uses: [kernel.halting_update, kernel.loop_attention, kernel.looped_block]
+      uses: [kernel.halting_update, kernel.loop_attention, kernel.looped_block, kernel.looped_tiled]
       bugs: [8]
     }
     step inference_parity {

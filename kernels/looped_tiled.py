@@ -1,0 +1,286 @@
+"""Tiled looped block for long sequences: one launch per loop, each block a tile of query rows,
+attention only over the key tiles its mask can reach.
+
+    looped_tiled(x0, sig, plen, real, thr, w, *, loops, ...) -> (logits, steps)
+
+Same arguments, results and reference as the persistent `looped_block` (whose one-block-per-
+group design holds at most 128 tokens): x0 (B, T, D) fp32, sig (B, T) int32, plen (B,) int32,
+real (B, T) bool, thr (B, T) fp32, w the shared block's `Weights`; logits (B, T, V) fp32 and
+steps (B, T) int32.
+
+A loop needs every token's keys and values of that loop before any query can attend, so loops
+are launches: the state h (B, T, D) fp32 lives in memory between them. Launch `loop` reads
+K, V (B, H, T, HD) of its input state, runs attention + projection + MLP (+ halting) for its TM
+query rows, writes their new state and, unless it is the last loop, the keys and values of the
+next loop's input for the same rows into the other K, V buffer (ping-pong: other blocks of
+this launch still read the current one). The last launch writes the logits. L + 1 launches.
+
+Which key tiles a query tile needs is decided once per forward, on the host, from per-tile
+summaries (positions, significance range, non-digit keys): a superset of the tiles holding a
+visible key, compacted into a list per query tile. With the windowed significance bias a
+query tile of a 1000-digit problem reaches ~8 of 47 key tiles; the kernel masks every element
+exactly, so the list only has to miss nothing.
+"""
+import math
+
+import torch
+
+from .halting import row_entropy
+from .looped_block import WORKER_WARPS, Weights, gelu_tanh, layer_norm, load_vec, looped_block_reference
+from .tile import ct, next_pow2, tile_kernel
+
+ConstInt = ct.Constant[int]
+ConstBool = ct.Constant[bool]
+INF = math.inf
+TILE = 64          # query and key rows per tile (fewer where T is shorter)
+MAX_D = 128        # one (TM, D) state tile per block, as the persistent kernel
+CHUNK = 128        # MLP hidden columns per step
+MAX_V = 128        # the head's (VP, D) weight tile stays small
+
+# The reference is the persistent kernel's: both compute all loops of the same block.
+looped_tiled_reference = looped_block_reference
+
+
+def load_rows(A, b, bm, TM, D):
+    """(TM, D) fp32 rows of tile bm of sequence b from a (B, T, D) array (zeros past T)."""
+    return ct.reshape(ct.load(A, index=(b, bm, 0), shape=(1, TM, D), padding_mode=ct.PaddingMode.ZERO), (TM, D))
+
+
+def block_input(h, X0, STEP, b, bm, loop, TM, D, REINJECT, STEP_EMB):
+    """(TM, D) fp32 input of loop `loop` from the state tile h: h (+ x0) (+ step embedding)."""
+    inp = h
+    if REINJECT:
+        inp = inp + load_rows(X0, b, bm, TM, D)
+    if STEP_EMB:   # loops past the table's rows reuse its last row (as the model does)
+        row = min(loop, STEP.shape[0] - 1)
+        inp = inp + ct.astype(ct.reshape(ct.load(STEP, index=(row, 0), shape=(1, D)), (D,)), ct.float32)[None, :]
+    return inp
+
+
+def store_kv(a, WQKV, K, V, b, bm, n_head, TM, HD, D):
+    """Keys and values of the (TM, D) normed input `a`, per head, into K, V (B, H, T, HD)."""
+    for hh in range(n_head):
+        wk = ct.load(WQKV, index=(n_head + hh, 0), shape=(HD, D))
+        wv = ct.load(WQKV, index=(2 * n_head + hh, 0), shape=(HD, D))
+        k = ct.mma(a, ct.transpose(wk), ct.full((TM, HD), 0.0, dtype=ct.float32))
+        v = ct.mma(a, ct.transpose(wv), ct.full((TM, HD), 0.0, dtype=ct.float32))
+        ct.store(K, index=(b, hh, bm, 0), tile=ct.reshape(ct.astype(k, K.dtype), (1, 1, TM, HD)))
+        ct.store(V, index=(b, hh, bm, 0), tile=ct.reshape(ct.astype(v, V.dtype), (1, 1, TM, HD)))
+
+
+@tile_kernel()
+def first_kv_kernel(H_, X0, STEP, LN1W, LN1B, WQKV, K, V, n_head: int, reinject: bool, step_emb: bool,
+                    TM: ConstInt, D: ConstInt, HD: ConstInt):
+    """grid (cdiv(T, TM), B): keys and values of loop 0's input."""
+    bm, b = ct.bid(0), ct.bid(1)
+    inp = block_input(load_rows(H_, b, bm, TM, D), X0, STEP, b, bm, 0, TM, D, reinject, step_emb)
+    a = ct.astype(layer_norm(inp, load_vec(LN1W, D), load_vec(LN1B, D), D), WQKV.dtype)
+    store_kv(a, WQKV, K, V, b, bm, n_head, TM, HD, D)
+
+
+# worker warps: a (64, 128) fp32 tile is 64 registers per thread at cuTile's default 4 warps, and
+# this body holds several (as the persistent kernel, whose 64-row variant spilled at 4)
+@tile_kernel(num_worker_warps=WORKER_WARPS)
+def loop_tile_kernel(H_, X0, STEP, SIG, PLEN, THR, ACTIVE, STEPS, COUNT, LIST, K, V, K_NEXT, V_NEXT,
+                     LN1W, LN1B, WQKV, WPROJ, LN2W, LN2B, W1, B1, W2, B2, LNFW, LNFB, WTE, BIAS, LOGITS,
+                     scale: float, log_v: float, loop: int, min_loops: int, n_head: int, n_chunks: int,
+                     last: bool, reinject: bool, step_emb: bool, halting: bool,
+                     TM: ConstInt, TN: ConstInt, D: ConstInt, HD: ConstInt, VP: ConstInt, V_: ConstInt,
+                     CH: ConstInt, CLIP: ConstInt, WINDOW: ConstInt, USE_BIAS: ConstBool, PREFIX: ConstBool):
+    """grid (cdiv(T, TM), B): loop `loop` of the block for query tile bm of sequence b.
+
+    COUNT (B, nQ) and LIST (B, nQ, nK) name the key tiles this query tile may see (`key_tiles`).
+    ACTIVE, STEPS (B, T) int32 carry halting across launches (untouched with halting off).
+    Re-injection, the step embedding and halting are run-time values (uniform branches; one
+    compiled variant serves them all, and its binary is a third smaller). The attention options
+    stay compile-time constants: as run-time values tileiras 13.4 crashes on this body (exit -11)."""
+    bm, b = ct.bid(0), ct.bid(1)
+    T = H_.shape[1]
+    MT = WQKV.dtype
+    old = load_rows(H_, b, bm, TM, D)                 # the state entering this loop
+    inp = block_input(old, X0, STEP, b, bm, loop, TM, D, reinject, step_emb)
+    a = ct.astype(layer_norm(inp, load_vec(LN1W, D), load_vec(LN1B, D), D), MT)
+    q_pos = bm * TM + ct.arange(TM, dtype=ct.int32)
+    sig_q = ct.reshape(ct.load(SIG, index=(b, bm), shape=(1, TM), padding_mode=ct.PaddingMode.ZERO), (TM,))
+    plen = ct.load(PLEN, index=(b,), shape=())
+    n_keys = ct.load(COUNT, index=(b, bm), shape=())
+    h1 = inp                                           # h1 = inp + sum over heads of y_h W_o,h^T
+    for hh in range(n_head):
+        wq = ct.load(WQKV, index=(hh, 0), shape=(HD, D))
+        q = ct.astype(ct.mma(a, ct.transpose(wq), ct.full((TM, HD), 0.0, dtype=ct.float32)), MT)
+        m_i = ct.full((TM, 1), -INF, dtype=ct.float32)
+        l_i = ct.full((TM, 1), 0.0, dtype=ct.float32)
+        acc = ct.full((TM, HD), 0.0, dtype=ct.float32)
+        for i in range(n_keys):
+            j = ct.load(LIST, index=(b, bm, i), shape=())
+            k = ct.reshape(ct.load(K, index=(b, hh, j, 0), shape=(1, 1, TN, HD), padding_mode=ct.PaddingMode.ZERO),
+                           (TN, HD))
+            v = ct.reshape(ct.load(V, index=(b, hh, j, 0), shape=(1, 1, TN, HD), padding_mode=ct.PaddingMode.ZERO),
+                           (TN, HD))
+            s = ct.mma(q, ct.transpose(k), ct.full((TM, TN), 0.0, dtype=ct.float32)) * scale
+            k_pos = j * TN + ct.arange(TN, dtype=ct.int32)
+            sig_k = ct.reshape(ct.load(SIG, index=(b, j), shape=(1, TN), padding_mode=ct.PaddingMode.ZERO), (TN,))
+            ok = k_pos[None, :] <= q_pos[:, None]
+            if PREFIX:
+                ok = ok | ((q_pos[:, None] < plen) & (k_pos[None, :] < plen))
+            ok = ok & (k_pos[None, :] < T)
+            d = sig_q[:, None] - sig_k[None, :]                          # significance difference
+            key_digit = sig_k[None, :] >= 0
+            if WINDOW >= 0:
+                ok = ok & ((ct.abs(d) <= WINDOW) | ~key_digit)
+            if USE_BIAS:
+                bucket = ct.where(key_digit, ct.minimum(ct.maximum(d, -CLIP), CLIP) + CLIP, 2 * CLIP + 1)
+                s = s + ct.gather(BIAS, (hh, bucket))
+            s = ct.where(ok, s, -INF)
+            m_new = ct.maximum(m_i, ct.max(s, axis=1, keepdims=True))
+            m_use = ct.where(m_new > -INF, m_new, 0.0)                   # no (-inf) - (-inf) (bug 6)
+            p = ct.exp(s - m_use)
+            alpha = ct.exp(m_i - m_use)
+            l_i = l_i * alpha + ct.sum(p, axis=1, keepdims=True)
+            acc = ct.mma(ct.astype(p, MT), v, acc * alpha)
+            m_i = m_new
+        y = acc / ct.maximum(l_i, 1e-30)
+        wo = ct.load(WPROJ, index=(0, hh), shape=(D, HD))
+        h1 = ct.mma(ct.astype(y, MT), ct.transpose(wo), h1)
+    a2 = ct.astype(layer_norm(h1, load_vec(LN2W, D), load_vec(LN2B, D), D), MT)
+    new = h1 + load_vec(B2, D)[None, :]               # new = h1 + b2 + sum over chunks of gelu(.) W_2,c^T
+    for c in range(n_chunks):
+        w1 = ct.load(W1, index=(c, 0), shape=(CH, D))
+        b1 = ct.astype(ct.load(B1, index=(c,), shape=(CH,)), ct.float32)
+        z = gelu_tanh(ct.mma(a2, ct.transpose(w1), ct.full((TM, CH), 0.0, dtype=ct.float32)) + b1[None, :])
+        w2 = ct.load(W2, index=(0, c), shape=(D, CH))
+        new = ct.mma(ct.astype(z, MT), ct.transpose(w2), new)
+    wte = ct.load(WTE, index=(0, 0), shape=(VP, D), padding_mode=ct.PaddingMode.ZERO)
+    if halting:
+        active = ct.reshape(ct.load(ACTIVE, index=(b, bm), shape=(1, TM), padding_mode=ct.PaddingMode.ZERO), (TM,)) > 0
+        steps = ct.reshape(ct.load(STEPS, index=(b, bm), shape=(1, TM), padding_mode=ct.PaddingMode.ZERO), (TM,))
+        thr = ct.reshape(ct.load(THR, index=(b, bm), shape=(1, TM), padding_mode=ct.PaddingMode.ZERO), (TM,))
+        f = ct.astype(layer_norm(new, load_vec(LNFW, D), load_vec(LNFB, D), D), MT)
+        lg = ct.mma(f, ct.transpose(wte), ct.full((TM, VP), 0.0, dtype=ct.float32))
+        ent = ct.reshape(row_entropy(lg, V_, log_v, VP), (TM,))          # padded vocab columns masked
+        h = ct.where(active[:, None], new, old)
+        steps = steps + ct.where(active, 1, 0)
+        if loop + 1 >= min_loops:
+            active = active & ~(ent < thr)
+        ct.store(ACTIVE, index=(b, bm), tile=ct.reshape(ct.astype(ct.where(active, 1, 0), ct.int32), (1, TM)))
+        ct.store(STEPS, index=(b, bm), tile=ct.reshape(ct.astype(steps, ct.int32), (1, TM)))
+    else:
+        h = new
+    ct.store(H_, index=(b, bm, 0), tile=ct.reshape(h, (1, TM, D)))   # only this block reads these rows
+    if last:
+        f = ct.astype(layer_norm(h, load_vec(LNFW, D), load_vec(LNFB, D), D), MT)
+        logits = ct.mma(f, ct.transpose(wte), ct.full((TM, VP), 0.0, dtype=ct.float32))
+        ct.store(LOGITS, index=(b, bm, 0), tile=ct.reshape(logits, (1, TM, VP)))
+    else:
+        nxt = block_input(h, X0, STEP, b, bm, loop + 1, TM, D, reinject, step_emb)
+        a_next = ct.astype(layer_norm(nxt, load_vec(LN1W, D), load_vec(LN1B, D), D), MT)
+        store_kv(a_next, WQKV, K_NEXT, V_NEXT, b, bm, n_head, TM, HD, D)
+
+
+def tiles_for(B: int, T: int, D: int, H: int, V: int) -> dict[str, int]:
+    t = max(16, min(TILE, next_pow2(T)))
+    return {"TM": t, "TN": t, "D": D, "HD": D // H, "VP": max(16, next_pow2(V)), "CHUNK": min(CHUNK, 4 * D)}
+
+
+def supported(B: int, T: int, D: int, H: int, V: int) -> bool:
+    """Any T; a state row one tile holds; head sizes the tensor cores take."""
+    hd = D // H
+    return D <= MAX_D and D == next_pow2(D) and hd == next_pow2(hd) and hd >= 16 and V <= MAX_V
+
+
+def key_tiles(sig, plen, TM: int, TN: int, *, window=None, prefix: bool = False):
+    """(count (B, nQ) int32, list (B, nQ, nK) int32): for each query tile, the key tiles that may
+    hold a key visible to one of its queries, first in the list (the rest are unused). A superset,
+    from per-tile summaries and no host sync (CUDA graphs capture it): the key tile starts at or
+    before the query tile's last row (or both tiles reach into a bidirectional prompt), and, with a
+    window, holds a non-digit key or digits whose significance range comes within the window of
+    the query tile's."""
+    B, T = sig.shape
+    nQ, nK = -(-T // TM), -(-T // TN)
+    dev, big = sig.device, 1 << 30
+    sig = sig.long()
+    q_last = torch.clamp((torch.arange(nQ, device=dev) + 1) * TM, max=T) - 1          # (nQ,)
+    k_first = torch.arange(nK, device=dev) * TN                                        # (nK,)
+    ok = (k_first[None, :] <= q_last[:, None]).expand(B, nQ, nK)
+    if prefix:
+        q_first = torch.arange(nQ, device=dev) * TM
+        p = plen.long()[:, None, None]
+        ok = ok | ((q_first[None, :, None] < p) & (k_first[None, None, :] < p))
+    if window is not None:
+        pad = lambda x, n, v: torch.nn.functional.pad(x, (0, n - T), value=v)  # noqa: E731
+        qs = sig                                                      # queries: every row counts (-1 too)
+        q_lo = pad(qs, nQ * TM, big).view(B, nQ, TM).amin(-1)
+        q_hi = pad(qs, nQ * TM, -big).view(B, nQ, TM).amax(-1)
+        ks = pad(sig, nK * TN, -1).view(B, nK, TN)
+        digit = ks >= 0
+        k_lo = torch.where(digit, ks, big).amin(-1)
+        k_hi = torch.where(digit, ks, -big).amax(-1)
+        inside = (torch.arange(nK * TN, device=dev) < T).view(nK, TN)
+        other = ((ks < 0) & inside).any(-1)                           # a non-digit key: never windowed
+        near = (k_lo[:, None, :] <= q_hi[:, :, None] + window) & (k_hi[:, None, :] >= q_lo[:, :, None] - window)
+        ok = ok & (near | other[:, None, :])
+    count = ok.sum(-1, dtype=torch.int32)
+    order = torch.argsort((~ok).to(torch.int8), dim=-1, stable=True).to(torch.int32)
+    return count.contiguous(), order.contiguous()
+
+
+def looped_tiled_cutile(x0, sig, plen, real, thr, w: Weights, *, loops: int, halting: bool, min_loops: int = 1,
+                        window=None, clip: int = 3, use_bias: bool = False, prefix: bool = False,
+                        reinject: bool = True, step_emb: bool = False, out=None, tile: int | None = None,
+                        kernel=None):
+    """Host wrapper (same signature as the reference); emulated when the tensors are on the CPU.
+    `out=(logits, steps)` lets a test pass NaN-poisoned buffers; `tile` overrides TM = TN and
+    `kernel` the loop kernel (a `variant` with other compile options: tuning sweeps)."""
+    B, T, D = x0.shape
+    V, H = w.wte.shape[0], w.bias.shape[0]
+    if not supported(B, T, D, H, V):
+        raise ValueError(f"looped_tiled supports power-of-two D <= {MAX_D} with power-of-two heads >= 16; got D={D}, H={H}")
+    t = tiles_for(B, T, D, H, V)
+    TM = TN = tile or t["TM"]
+    HD, VP, dev = D // H, t["VP"], x0.device
+    count, order = key_tiles(sig, plen, TM, TN, window=window, prefix=prefix)
+    x0 = x0.float().contiguous()
+    h = torch.zeros_like(x0) if reinject else x0.clone()
+    kv = [torch.empty(B, H, T, HD, device=dev, dtype=w.qkv.dtype) for _ in range(4)]
+    active = real.int().contiguous()
+    steps = torch.zeros(B, T, device=dev, dtype=torch.int32)
+    logits = torch.empty(B, T, VP, device=dev, dtype=torch.float32)
+    sig32, plen32, thr32 = sig.int().contiguous(), plen.int().contiguous(), thr.float().contiguous()
+    table = w.bias.float().contiguous()
+    grid = (-(-T // TM), B)
+    mats = [x.contiguous() for x in w[:13]]
+    first_kv_kernel.launch(grid, (h, x0, w.step.contiguous(), mats[0], mats[1], mats[2], kv[0], kv[1], H,
+                                  reinject, step_emb, TM, D, HD))
+    if loops < 1:
+        raise ValueError(f"looped_tiled runs at least one loop; got loops={loops}")
+    for loop in range(loops):
+        cur, nxt = kv[2 * (loop % 2): 2 * (loop % 2) + 2], kv[2 * (1 - loop % 2): 2 * (1 - loop % 2) + 2]
+        (kernel or loop_tile_kernel).launch(grid, (
+            h, x0, w.step.contiguous(), sig32, plen32, thr32, active, steps, count, order, *cur, *nxt,
+            *mats, table, logits, 1.0 / math.sqrt(HD), math.log(V), loop, min_loops, H, w.w1.shape[0] // t["CHUNK"],
+            loop == loops - 1, reinject, step_emb, halting, TM, TN, D, HD, VP, V, t["CHUNK"], clip,
+            -1 if window is None else window, use_bias, prefix))
+    if not halting:
+        steps = real.int() * loops
+    out_logits, out_steps = out if out is not None else (torch.empty(B, T, V, device=dev),
+                                                         torch.empty(B, T, device=dev, dtype=torch.int32))
+    out_logits.copy_(logits[..., :V])
+    out_steps.copy_(steps)
+    return out_logits, out_steps
+
+
+def aot_signatures(B: int, T: int, D: int, H: int, V: int):
+    """The two kernels at a declared shape (bf16 matrices) with the headline attention options
+    (windowed significance bias); halting, re-injection and the step embedding are run-time."""
+    from .tile import array, scalar
+    t = tiles_for(B, T, D, H, V)
+    f32, bf, i32, b8 = torch.float32, torch.bfloat16, torch.int32, torch.bool
+    weights = [array(f32, 1), array(f32, 1), array(bf, 2), array(bf, 2), array(f32, 1), array(f32, 1),
+               array(bf, 2), array(f32, 1), array(bf, 2), array(f32, 1), array(f32, 1), array(f32, 1), array(bf, 2)]
+    first = [array(f32, 3), array(f32, 3), array(bf, 2), array(f32, 1), array(f32, 1), array(bf, 2),
+             array(bf, 4), array(bf, 4), scalar(i32), scalar(b8), scalar(b8), t["TM"], D, t["HD"]]
+    loop = [array(f32, 3), array(f32, 3), array(bf, 2), array(i32, 2), array(i32, 1), array(f32, 2), array(i32, 2),
+            array(i32, 2), array(i32, 2), array(i32, 3), *[array(bf, 4)] * 4, *weights, array(f32, 2), array(f32, 3),
+            scalar(f32), scalar(f32), scalar(i32), scalar(i32), scalar(i32), scalar(i32), *[scalar(b8)] * 4,
+            t["TM"], t["TN"], D, t["HD"], t["VP"], V, t["CHUNK"], 3, 1, True, False]
+    return [(first_kv_kernel, first), (loop_tile_kernel, loop)]
