@@ -25,8 +25,8 @@ HALTING_DIMS = {"M": (1, 300), "V": (2, 1500), "D": (1, 300)}
 # drawn like a dim so that the probes' top of range (31) runs every option on at once
 ATTENTION_DIMS = {"B": (1, 3), "H": (1, 4), "T": (1, 160), "D": (16, 128)}
 LOOPED_DIMS = {"B": (1, 8), "T": (3, 128), "D": (64, 128), "H": (2, 4), "V": (14, 14), "flags": (0, 31)}
-# the tiled looped block: rows past one 64-row tile, up to five of them (a ragged last one)
-TILED_DIMS = {"B": (1, 3), "T": (3, 300), "D": (64, 128), "H": (2, 4), "V": (14, 14), "flags": (0, 31)}
+# the tiled looped block: rows past one 64-row tile, up to four of them (a ragged last one)
+TILED_DIMS = {"B": (1, 2), "T": (3, 200), "D": (64, 128), "H": (2, 4), "V": (14, 14), "flags": (0, 31)}
 
 
 def _gen(seed: int) -> torch.Generator:

@@ -23,7 +23,8 @@ CASES = {"halting": (KI.HALTING_DIMS, KI.make_halting), "attention": (KI.ATTENTI
 #             widths, flags -> halting, bias, re-injection, step embedding; the seed -> window.
 #             Every option on with the window, then every option off without it: both sides of
 #             every branch, in two compiles (each takes ~30 s on the H200)
-#   tiled     the same options, at rows of five and four 64-row tiles (the last one ragged)
+#   tiled     the same options, at rows of five and four 64-row tiles (the last one ragged; longer
+#             than the CPU draws, TILED_DIMS, which the emulator runs)
 COMBOS = {"halting": [{"V": v, "D": d, "seed": s} for v in (14, 65, 1000) for d in (7, 64, 300) for s in range(4)],
           "attention": [{"D": 16, "T": 40, "seed": 1}, {"D": 32, "T": 150, "seed": 2}, {"D": 32, "T": 40, "seed": 3}],
           "looped": [{"T": 99, "D": 128, "H": 4, "flags": 31, "seed": 1}, {"T": 99, "D": 128, "H": 4, "flags": 0, "seed": 2}],
