@@ -29,6 +29,42 @@ INF = math.inf
 MAX_TILE, MIN_TILE = 64, 16   # query/key tiles: the power of two covering T, clamped to these
 
 
+def key_tile_step(q, K, V, SIG, BIAS, b, h, j, q_pos, sig_q, plen, T, m_i, l_i, acc, scale,
+                  BLOCK_M, BLOCK_N, HD, CLIP, WINDOW, USE_BIAS, PREFIX):
+    """Key tile j of head h of sequence b into a query tile's online softmax -> (m_i, l_i, acc).
+    q (BLOCK_M, HD) in the matrices' dtype; q_pos, sig_q (BLOCK_M,) its rows' positions and
+    significance; m_i, l_i (BLOCK_M, 1) the running max and sum, acc (BLOCK_M, HD) the unnormalised
+    output. The mask and bias of the module docstring; a row whose keys are all masked so far
+    keeps m = -inf and exponentiates against 0 (bug 6). A plain helper: cuTile compiles it as a
+    tile function (the tiled looped block calls it too)."""
+    k = ct.reshape(ct.load(K, index=(b, h, j, 0), shape=(1, 1, BLOCK_N, HD), padding_mode=ct.PaddingMode.ZERO),
+                   (BLOCK_N, HD))
+    v = ct.reshape(ct.load(V, index=(b, h, j, 0), shape=(1, 1, BLOCK_N, HD), padding_mode=ct.PaddingMode.ZERO),
+                   (BLOCK_N, HD))
+    s = ct.mma(q, ct.transpose(k), ct.full((BLOCK_M, BLOCK_N), 0.0, dtype=ct.float32)) * scale
+    k_pos = j * BLOCK_N + ct.arange(BLOCK_N, dtype=ct.int32)
+    sig_k = ct.reshape(ct.load(SIG, index=(b, j), shape=(1, BLOCK_N), padding_mode=ct.PaddingMode.ZERO), (BLOCK_N,))
+    ok = k_pos[None, :] <= q_pos[:, None]
+    if PREFIX:
+        ok = ok | ((q_pos[:, None] < plen) & (k_pos[None, :] < plen))
+    ok = ok & (k_pos[None, :] < T)
+    d = sig_q[:, None] - sig_k[None, :]                              # significance difference
+    key_digit = sig_k[None, :] >= 0
+    if WINDOW >= 0:
+        ok = ok & ((ct.abs(d) <= WINDOW) | ~key_digit)
+    if USE_BIAS:
+        bucket = ct.where(key_digit, ct.minimum(ct.maximum(d, -CLIP), CLIP) + CLIP, 2 * CLIP + 1)
+        s = s + ct.gather(BIAS, (h, bucket))
+    s = ct.where(ok, s, -INF)
+    m_new = ct.maximum(m_i, ct.max(s, axis=1, keepdims=True))
+    m_use = ct.where(m_new > -INF, m_new, 0.0)
+    p = ct.exp(s - m_use)
+    alpha = ct.exp(m_i - m_use)
+    l_i = l_i * alpha + ct.sum(p, axis=1, keepdims=True)
+    acc = ct.mma(ct.astype(p, v.dtype), v, acc * alpha)
+    return m_new, l_i, acc
+
+
 @tile_kernel()
 def loop_attention_kernel(Q, K, V, SIG, PLEN, BIAS, OUT, scale: float,
                           H: ConstInt, HD: ConstInt, BLOCK_M: ConstInt, BLOCK_N: ConstInt, CLIP: ConstInt,
@@ -51,33 +87,8 @@ def loop_attention_kernel(Q, K, V, SIG, PLEN, BIAS, OUT, scale: float,
     else:
         n_tiles = ct.cdiv(min((bm + 1) * BLOCK_M, T), BLOCK_N)     # causal: later key tiles are masked
     for j in range(n_tiles):
-        k = ct.reshape(ct.load(K, index=(b, h, j, 0), shape=(1, 1, BLOCK_N, HD), padding_mode=ct.PaddingMode.ZERO),
-                       (BLOCK_N, HD))
-        v = ct.reshape(ct.load(V, index=(b, h, j, 0), shape=(1, 1, BLOCK_N, HD), padding_mode=ct.PaddingMode.ZERO),
-                       (BLOCK_N, HD))
-        s = ct.mma(q, ct.transpose(k), ct.full((BLOCK_M, BLOCK_N), 0.0, dtype=ct.float32)) * scale
-        k_pos = j * BLOCK_N + ct.arange(BLOCK_N, dtype=ct.int32)
-        sig_k = ct.reshape(ct.load(SIG, index=(b, j), shape=(1, BLOCK_N), padding_mode=ct.PaddingMode.ZERO),
-                           (BLOCK_N,))
-        ok = k_pos[None, :] <= q_pos[:, None]
-        if PREFIX:
-            ok = ok | ((q_pos[:, None] < plen) & (k_pos[None, :] < plen))
-        ok = ok & (k_pos[None, :] < T)
-        d = sig_q[:, None] - sig_k[None, :]                              # significance difference
-        key_digit = sig_k[None, :] >= 0
-        if WINDOW >= 0:
-            ok = ok & ((ct.abs(d) <= WINDOW) | ~key_digit)
-        if USE_BIAS:
-            bucket = ct.where(key_digit, ct.minimum(ct.maximum(d, -CLIP), CLIP) + CLIP, 2 * CLIP + 1)
-            s = s + ct.gather(BIAS, (h, bucket))
-        s = ct.where(ok, s, -INF)
-        m_new = ct.maximum(m_i, ct.max(s, axis=1, keepdims=True))
-        m_use = ct.where(m_new > -INF, m_new, 0.0)
-        p = ct.exp(s - m_use)
-        alpha = ct.exp(m_i - m_use)
-        l_i = l_i * alpha + ct.sum(p, axis=1, keepdims=True)
-        acc = ct.mma(ct.astype(p, v.dtype), v, acc * alpha)
-        m_i = m_new
+        m_i, l_i, acc = key_tile_step(q, K, V, SIG, BIAS, b, h, j, q_pos, sig_q, plen, T, m_i, l_i, acc, scale,
+                                      BLOCK_M, BLOCK_N, HD, CLIP, WINDOW, USE_BIAS, PREFIX)
     out = acc / ct.maximum(l_i, 1e-30)
     ct.store(OUT, index=(b, h, bm, 0), tile=ct.reshape(ct.astype(out, OUT.dtype), (1, 1, BLOCK_M, HD)))
 

@@ -79,6 +79,20 @@ def load_vec(a, n):
     return ct.astype(ct.load(a, index=(0,), shape=(n,), padding_mode=ct.PaddingMode.ZERO), ct.float32)
 
 
+def mlp_residual(a2, h1, W1, B1, W2, B2, n_chunks, R, D, CH):
+    """h1 + b2 + sum over chunks c of gelu(a2 W_1,c^T + b_1,c) W_2,c^T for (R, D) rows: the MLP's
+    4D hidden columns CH at a time, each chunk accumulated onto the residual inside its matrix
+    product (products in the weights' dtype, fp32 accumulation)."""
+    new = h1 + load_vec(B2, D)[None, :]
+    for c in range(n_chunks):
+        w1 = ct.load(W1, index=(c, 0), shape=(CH, D))
+        b1 = ct.astype(ct.load(B1, index=(c,), shape=(CH,)), ct.float32)
+        z = gelu_tanh(ct.mma(a2, ct.transpose(w1), ct.full((R, CH), 0.0, dtype=ct.float32)) + b1[None, :])
+        w2 = ct.load(W2, index=(0, c), shape=(D, CH))
+        new = ct.mma(ct.astype(z, W2.dtype), ct.transpose(w2), new)
+    return new
+
+
 @tile_kernel(num_worker_warps=WORKER_WARPS)
 def looped_block_kernel(X0, MASK, REAL, THR, LN1W, LN1B, WQKV, WPROJ, LN2W, LN2B, W1, B1, W2, B2,
                         LNFW, LNFB, WTE, STEP, LOGITS, STEPS, scale: float, log_v: float,
@@ -137,13 +151,7 @@ def looped_block_kernel(X0, MASK, REAL, THR, LN1W, LN1B, WQKV, WPROJ, LN2W, LN2B
             wo = ct.load(WPROJ, index=(0, hh), shape=(D, HD))
             h1 = ct.mma(ct.astype(y, MT), ct.transpose(wo), h1)
         a2 = ct.astype(layer_norm(h1, load_vec(LN2W, D), load_vec(LN2B, D), D), MT)
-        new = h1 + load_vec(B2, D)[None, :]           # new = h1 + b2 + sum over chunks of gelu(.) W_2,c^T
-        for c in range(n_chunks):
-            w1 = ct.load(W1, index=(c, 0), shape=(CH, D))
-            b1 = ct.astype(ct.load(B1, index=(c,), shape=(CH,)), ct.float32)
-            z = gelu_tanh(ct.mma(a2, ct.transpose(w1), ct.full((R, CH), 0.0, dtype=ct.float32)) + b1[None, :])
-            w2 = ct.load(W2, index=(0, c), shape=(D, CH))
-            new = ct.mma(ct.astype(z, MT), ct.transpose(w2), new)
+        new = mlp_residual(a2, h1, W1, B1, W2, B2, n_chunks, R, D, CH)
         if HALTING:
             f = ct.astype(layer_norm(new, load_vec(LNFW, D), load_vec(LNFB, D), D), MT)
             wte = ct.load(WTE, index=(0, 0), shape=(VP, D), padding_mode=ct.PaddingMode.ZERO)

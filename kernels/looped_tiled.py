@@ -25,8 +25,9 @@ import math
 
 import torch
 
+from .attention import key_tile_step
 from .halting import row_entropy
-from .looped_block import WORKER_WARPS, Weights, gelu_tanh, layer_norm, load_vec, looped_block_reference
+from .looped_block import WORKER_WARPS, Weights, layer_norm, load_vec, looped_block_reference, mlp_residual
 from .tile import ct, next_pow2, tile_kernel
 
 ConstInt = ct.Constant[int]
@@ -113,43 +114,13 @@ def loop_tile_kernel(H_, X0, STEP, SIG, PLEN, THR, ACTIVE, STEPS, COUNT, LIST, K
         acc = ct.full((TM, HD), 0.0, dtype=ct.float32)
         for i in range(n_keys):
             j = ct.load(LIST, index=(b, bm, i), shape=())
-            k = ct.reshape(ct.load(K, index=(b, hh, j, 0), shape=(1, 1, TN, HD), padding_mode=ct.PaddingMode.ZERO),
-                           (TN, HD))
-            v = ct.reshape(ct.load(V, index=(b, hh, j, 0), shape=(1, 1, TN, HD), padding_mode=ct.PaddingMode.ZERO),
-                           (TN, HD))
-            s = ct.mma(q, ct.transpose(k), ct.full((TM, TN), 0.0, dtype=ct.float32)) * scale
-            k_pos = j * TN + ct.arange(TN, dtype=ct.int32)
-            sig_k = ct.reshape(ct.load(SIG, index=(b, j), shape=(1, TN), padding_mode=ct.PaddingMode.ZERO), (TN,))
-            ok = k_pos[None, :] <= q_pos[:, None]
-            if PREFIX:
-                ok = ok | ((q_pos[:, None] < plen) & (k_pos[None, :] < plen))
-            ok = ok & (k_pos[None, :] < T)
-            d = sig_q[:, None] - sig_k[None, :]                          # significance difference
-            key_digit = sig_k[None, :] >= 0
-            if WINDOW >= 0:
-                ok = ok & ((ct.abs(d) <= WINDOW) | ~key_digit)
-            if USE_BIAS:
-                bucket = ct.where(key_digit, ct.minimum(ct.maximum(d, -CLIP), CLIP) + CLIP, 2 * CLIP + 1)
-                s = s + ct.gather(BIAS, (hh, bucket))
-            s = ct.where(ok, s, -INF)
-            m_new = ct.maximum(m_i, ct.max(s, axis=1, keepdims=True))
-            m_use = ct.where(m_new > -INF, m_new, 0.0)                   # no (-inf) - (-inf) (bug 6)
-            p = ct.exp(s - m_use)
-            alpha = ct.exp(m_i - m_use)
-            l_i = l_i * alpha + ct.sum(p, axis=1, keepdims=True)
-            acc = ct.mma(ct.astype(p, MT), v, acc * alpha)
-            m_i = m_new
+            m_i, l_i, acc = key_tile_step(q, K, V, SIG, BIAS, b, hh, j, q_pos, sig_q, plen, T, m_i, l_i, acc, scale,
+                                          TM, TN, HD, CLIP, WINDOW, USE_BIAS, PREFIX)
         y = acc / ct.maximum(l_i, 1e-30)
         wo = ct.load(WPROJ, index=(0, hh), shape=(D, HD))
         h1 = ct.mma(ct.astype(y, MT), ct.transpose(wo), h1)
     a2 = ct.astype(layer_norm(h1, load_vec(LN2W, D), load_vec(LN2B, D), D), MT)
-    new = h1 + load_vec(B2, D)[None, :]               # new = h1 + b2 + sum over chunks of gelu(.) W_2,c^T
-    for c in range(n_chunks):
-        w1 = ct.load(W1, index=(c, 0), shape=(CH, D))
-        b1 = ct.astype(ct.load(B1, index=(c,), shape=(CH,)), ct.float32)
-        z = gelu_tanh(ct.mma(a2, ct.transpose(w1), ct.full((TM, CH), 0.0, dtype=ct.float32)) + b1[None, :])
-        w2 = ct.load(W2, index=(0, c), shape=(D, CH))
-        new = ct.mma(ct.astype(z, MT), ct.transpose(w2), new)
+    new = mlp_residual(a2, h1, W1, B1, W2, B2, n_chunks, TM, D, CH)
     wte = ct.load(WTE, index=(0, 0), shape=(VP, D), padding_mode=ct.PaddingMode.ZERO)
     if halting:
         active = ct.reshape(ct.load(ACTIVE, index=(b, bm), shape=(1, TM), padding_mode=ct.PaddingMode.ZERO), (TM,)) > 0

@@ -72,28 +72,27 @@ def test_looped_block_reference_matches_float64(c):
     assert_close("looped_block_reference", got[real], want[real], torch.float32, scaled=True, **case["shape"])
 
 
-@settings(max_examples=25)
-@given(cases("looped"))
-def test_looped_block_kernel_matches_reference(c):
+def _looped_vs_reference(kernel, reference, c):
+    """A looped kernel (emulated, fp32) against its reference: steps exactly, logits closely."""
     (x0, sig, plen, real, thr, w), kw, case = c
     B, T, _ = x0.shape
     out = (torch.full((B, T, w.wte.shape[0]), NAN), torch.full((B, T), -1, dtype=torch.int32))
-    got, steps = LB.looped_block_cutile(x0, sig, plen, real, thr, w, **kw, out=out)
-    want, wsteps = LB.looped_block_reference(x0, sig, plen, real, thr, w, **kw)
+    got, steps = kernel(x0, sig, plen, real, thr, w, **kw, out=out)
+    want, wsteps = reference(x0, sig, plen, real, thr, w, **kw)
     assert torch.equal(steps, wsteps), case
-    assert_close("looped_block", got[real], want[real], torch.float32, scaled=True, **case["shape"])
+    assert_close(kernel.__name__, got[real], want[real], torch.float32, scaled=True, **case["shape"])
+
+
+@settings(max_examples=25)
+@given(cases("looped"))
+def test_looped_block_kernel_matches_reference(c):
+    _looped_vs_reference(LB.looped_block_cutile, LB.looped_block_reference, c)
 
 
 @settings(max_examples=8)
 @given(cases("tiled"))
 def test_looped_tiled_kernel_matches_reference(c):
-    (x0, sig, plen, real, thr, w), kw, case = c
-    B, T, _ = x0.shape
-    out = (torch.full((B, T, w.wte.shape[0]), NAN), torch.full((B, T), -1, dtype=torch.int32))
-    got, steps = LT.looped_tiled_cutile(x0, sig, plen, real, thr, w, **kw, out=out)
-    want, wsteps = LT.looped_tiled_reference(x0, sig, plen, real, thr, w, **kw)
-    assert torch.equal(steps, wsteps), case
-    assert_close("looped_tiled", got[real], want[real], torch.float32, scaled=True, **case["shape"])
+    _looped_vs_reference(LT.looped_tiled_cutile, LT.looped_tiled_reference, c)
 
 
 @settings(max_examples=40)
