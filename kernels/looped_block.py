@@ -93,6 +93,25 @@ def mlp_residual(a2, h1, W1, B1, W2, B2, n_chunks, R, D, CH):
     return new
 
 
+def head_logits(x, LNFW, LNFB, WTE, R, D, VP):
+    """(R, VP) fp32 logits of (R, D) states: the final LayerNorm, then the tied head (its V rows
+    zero-padded to VP; the padded columns are masked where they are read)."""
+    f = ct.astype(layer_norm(x, load_vec(LNFW, D), load_vec(LNFB, D), D), WTE.dtype)
+    wte = ct.load(WTE, index=(0, 0), shape=(VP, D), padding_mode=ct.PaddingMode.ZERO)
+    return ct.mma(f, ct.transpose(wte), ct.full((R, VP), 0.0, dtype=ct.float32))
+
+
+def halt_step(new, old, active, steps, ent, thr, loop, min_loops):
+    """One loop's halting for a tile of rows -> (state, active, steps): tokens still active take
+    the new state and count the loop; from min_loops on, a token halts once its entropy is below
+    its threshold."""
+    h = ct.where(active[:, None], new, old)
+    steps = steps + ct.where(active, 1, 0)
+    if loop + 1 >= min_loops:
+        active = active & ~(ent < thr)
+    return h, active, steps
+
+
 @tile_kernel(num_worker_warps=WORKER_WARPS)
 def looped_block_kernel(X0, MASK, REAL, THR, LN1W, LN1B, WQKV, WPROJ, LN2W, LN2B, W1, B1, W2, B2,
                         LNFW, LNFB, WTE, STEP, LOGITS, STEPS, scale: float, log_v: float,
@@ -153,20 +172,13 @@ def looped_block_kernel(X0, MASK, REAL, THR, LN1W, LN1B, WQKV, WPROJ, LN2W, LN2B
         a2 = ct.astype(layer_norm(h1, load_vec(LN2W, D), load_vec(LN2B, D), D), MT)
         new = mlp_residual(a2, h1, W1, B1, W2, B2, n_chunks, R, D, CH)
         if HALTING:
-            f = ct.astype(layer_norm(new, load_vec(LNFW, D), load_vec(LNFB, D), D), MT)
-            wte = ct.load(WTE, index=(0, 0), shape=(VP, D), padding_mode=ct.PaddingMode.ZERO)
-            lg = ct.mma(f, ct.transpose(wte), ct.full((R, VP), 0.0, dtype=ct.float32))
+            lg = head_logits(new, LNFW, LNFB, WTE, R, D, VP)
             ent = ct.reshape(row_entropy(lg, V, log_v, VP), (R,))      # padded vocab columns masked
-            h = ct.where(active[:, None], new, h)
-            steps = steps + ct.where(active, 1, 0)
-            if loop + 1 >= min_loops:
-                active = active & ~(ent < thr)
+            h, active, steps = halt_step(new, h, active, steps, ent, thr, loop, min_loops)
         else:
             h = new
             steps = steps + ct.where(real, 1, 0)
-    f = ct.astype(layer_norm(h, load_vec(LNFW, D), load_vec(LNFB, D), D), MT)
-    wte = ct.load(WTE, index=(0, 0), shape=(VP, D), padding_mode=ct.PaddingMode.ZERO)
-    logits = ct.mma(f, ct.transpose(wte), ct.full((R, VP), 0.0, dtype=ct.float32))
+    logits = head_logits(h, LNFW, LNFB, WTE, R, D, VP)
     ct.store(LOGITS, index=(g, 0, 0), tile=ct.reshape(logits, (1, R, VP)))
     ct.store(STEPS, index=(g, 0), tile=ct.reshape(steps, (1, R)))
 

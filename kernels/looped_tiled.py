@@ -27,7 +27,8 @@ import torch
 
 from .attention import key_tile_step
 from .halting import row_entropy
-from .looped_block import WORKER_WARPS, Weights, layer_norm, load_vec, looped_block_reference, mlp_residual
+from .looped_block import (WORKER_WARPS, Weights, halt_step, head_logits, layer_norm, load_vec, looped_block_reference,
+                           mlp_residual)
 from .tile import ct, next_pow2, tile_kernel
 
 ConstInt = ct.Constant[int]
@@ -121,26 +122,20 @@ def loop_tile_kernel(H_, X0, STEP, SIG, PLEN, THR, ACTIVE, STEPS, COUNT, LIST, K
         h1 = ct.mma(ct.astype(y, MT), ct.transpose(wo), h1)
     a2 = ct.astype(layer_norm(h1, load_vec(LN2W, D), load_vec(LN2B, D), D), MT)
     new = mlp_residual(a2, h1, W1, B1, W2, B2, n_chunks, TM, D, CH)
-    wte = ct.load(WTE, index=(0, 0), shape=(VP, D), padding_mode=ct.PaddingMode.ZERO)
     if halting:
         active = ct.reshape(ct.load(ACTIVE, index=(b, bm), shape=(1, TM), padding_mode=ct.PaddingMode.ZERO), (TM,)) > 0
         steps = ct.reshape(ct.load(STEPS, index=(b, bm), shape=(1, TM), padding_mode=ct.PaddingMode.ZERO), (TM,))
         thr = ct.reshape(ct.load(THR, index=(b, bm), shape=(1, TM), padding_mode=ct.PaddingMode.ZERO), (TM,))
-        f = ct.astype(layer_norm(new, load_vec(LNFW, D), load_vec(LNFB, D), D), MT)
-        lg = ct.mma(f, ct.transpose(wte), ct.full((TM, VP), 0.0, dtype=ct.float32))
+        lg = head_logits(new, LNFW, LNFB, WTE, TM, D, VP)
         ent = ct.reshape(row_entropy(lg, V_, log_v, VP), (TM,))          # padded vocab columns masked
-        h = ct.where(active[:, None], new, old)
-        steps = steps + ct.where(active, 1, 0)
-        if loop + 1 >= min_loops:
-            active = active & ~(ent < thr)
+        h, active, steps = halt_step(new, old, active, steps, ent, thr, loop, min_loops)
         ct.store(ACTIVE, index=(b, bm), tile=ct.reshape(ct.astype(ct.where(active, 1, 0), ct.int32), (1, TM)))
         ct.store(STEPS, index=(b, bm), tile=ct.reshape(ct.astype(steps, ct.int32), (1, TM)))
     else:
         h = new
     ct.store(H_, index=(b, bm, 0), tile=ct.reshape(h, (1, TM, D)))   # only this block reads these rows
     if last:
-        f = ct.astype(layer_norm(h, load_vec(LNFW, D), load_vec(LNFB, D), D), MT)
-        logits = ct.mma(f, ct.transpose(wte), ct.full((TM, VP), 0.0, dtype=ct.float32))
+        logits = head_logits(h, LNFW, LNFB, WTE, TM, D, VP)
         ct.store(LOGITS, index=(b, bm, 0), tile=ct.reshape(logits, (1, TM, VP)))
     else:
         nxt = block_input(h, X0, STEP, b, bm, loop + 1, TM, D, reinject, step_emb)
