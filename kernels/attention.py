@@ -29,7 +29,32 @@ INF = math.inf
 MAX_TILE, MIN_TILE = 64, 16   # query/key tiles: the power of two covering T, clamped to these
 
 
-def key_tile_step(q, K, V, SIG, BIAS, b, h, j, q_pos, sig_q, plen, T, m_i, l_i, acc, scale,
+def bias_values(BIAS, h, CLIP, USE_BIAS):
+    """Head h's row of the (H, 2*CLIP+2) bias table as a tuple of scalars, loaded once per head
+    before the key loop (an empty tuple without the bias)."""
+    vals = ()
+    for k in ct.static_iter(range(2 * CLIP + 2 if USE_BIAS else 0)):
+        vals += (ct.load(BIAS, index=(h, k), shape=()),)
+    return vals
+
+
+def bias_tile(bvals, d, key_digit, CLIP, WINDOW):
+    """bias[h, bucket] for a (rows, keys) tile of significance differences d, from the head's
+    scalars `bias_values`: one select per bucket a visible key can fall in, unrolled (with a
+    window W < CLIP, digit keys past W places are masked, so only buckets CLIP-W..CLIP+W and the
+    non-digit one). Bucket CLIP+k for a digit key k places apart (clipped), 2*CLIP+1 for a
+    non-digit key. Why not `ct.gather(BIAS, (h, bucket))`: on the
+    H200 that gather, once per element and key tile, cost as much as the rest of the tiled looped
+    block's loop kernel (`python -m bench.tiled_profile`, window+bias against window)."""
+    dc = ct.minimum(ct.maximum(d, -CLIP), CLIP)
+    out = ct.where(key_digit, ct.full(d.shape, 0.0, dtype=ct.float32), bvals[2 * CLIP + 1])
+    for k in ct.static_iter(range(2 * CLIP + 1) if WINDOW < 0 else
+                            range(CLIP - min(WINDOW, CLIP), CLIP + min(WINDOW, CLIP) + 1)):
+        out = ct.where(key_digit & (dc == k - CLIP), bvals[k], out)
+    return out
+
+
+def key_tile_step(q, K, V, SIG, bvals, b, h, j, q_pos, sig_q, plen, T, m_i, l_i, acc, scale,
                   BLOCK_M, BLOCK_N, HD, CLIP, WINDOW, USE_BIAS, PREFIX):
     """Key tile j of head h of sequence b into a query tile's online softmax -> (m_i, l_i, acc).
     q (BLOCK_M, HD) in the matrices' dtype; q_pos, sig_q (BLOCK_M,) its rows' positions and
@@ -53,8 +78,7 @@ def key_tile_step(q, K, V, SIG, BIAS, b, h, j, q_pos, sig_q, plen, T, m_i, l_i, 
     if WINDOW >= 0:
         ok = ok & ((ct.abs(d) <= WINDOW) | ~key_digit)
     if USE_BIAS:
-        bucket = ct.where(key_digit, ct.minimum(ct.maximum(d, -CLIP), CLIP) + CLIP, 2 * CLIP + 1)
-        s = s + ct.gather(BIAS, (h, bucket))
+        s = s + bias_tile(bvals, d, key_digit, CLIP, WINDOW)
     s = ct.where(ok, s, -INF)
     m_new = ct.maximum(m_i, ct.max(s, axis=1, keepdims=True))
     m_use = ct.where(m_new > -INF, m_new, 0.0)
@@ -86,8 +110,9 @@ def loop_attention_kernel(Q, K, V, SIG, PLEN, BIAS, OUT, scale: float,
         n_tiles = ct.cdiv(T, BLOCK_N)
     else:
         n_tiles = ct.cdiv(min((bm + 1) * BLOCK_M, T), BLOCK_N)     # causal: later key tiles are masked
+    bvals = bias_values(BIAS, h, CLIP, USE_BIAS)
     for j in range(n_tiles):
-        m_i, l_i, acc = key_tile_step(q, K, V, SIG, BIAS, b, h, j, q_pos, sig_q, plen, T, m_i, l_i, acc, scale,
+        m_i, l_i, acc = key_tile_step(q, K, V, SIG, bvals, b, h, j, q_pos, sig_q, plen, T, m_i, l_i, acc, scale,
                                       BLOCK_M, BLOCK_N, HD, CLIP, WINDOW, USE_BIAS, PREFIX)
     out = acc / ct.maximum(l_i, 1e-30)
     ct.store(OUT, index=(b, h, bm, 0), tile=ct.reshape(ct.astype(out, OUT.dtype), (1, 1, BLOCK_M, HD)))

@@ -25,7 +25,7 @@ import math
 
 import torch
 
-from .attention import key_tile_step
+from .attention import bias_values, key_tile_step
 from .halting import row_entropy
 from .looped_block import (WORKER_WARPS, Weights, halt_step, head_logits, layer_norm, load_vec, looped_block_reference,
                            mlp_residual)
@@ -113,9 +113,10 @@ def loop_tile_kernel(H_, X0, STEP, SIG, PLEN, THR, ACTIVE, STEPS, COUNT, LIST, K
         m_i = ct.full((TM, 1), -INF, dtype=ct.float32)
         l_i = ct.full((TM, 1), 0.0, dtype=ct.float32)
         acc = ct.full((TM, HD), 0.0, dtype=ct.float32)
+        bvals = bias_values(BIAS, hh, CLIP, USE_BIAS)
         for i in range(n_keys):
             j = ct.load(LIST, index=(b, bm, i), shape=())
-            m_i, l_i, acc = key_tile_step(q, K, V, SIG, BIAS, b, hh, j, q_pos, sig_q, plen, T, m_i, l_i, acc, scale,
+            m_i, l_i, acc = key_tile_step(q, K, V, SIG, bvals, b, hh, j, q_pos, sig_q, plen, T, m_i, l_i, acc, scale,
                                           TM, TN, HD, CLIP, WINDOW, USE_BIAS, PREFIX)
         y = acc / ct.maximum(l_i, 1e-30)
         wo = ct.load(WPROJ, index=(0, hh), shape=(D, HD))
