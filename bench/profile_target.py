@@ -1,5 +1,5 @@
 """One forward of a looped kernel on the headline options, for a profiler to attach to (ncu, nsys):
-    python bench/_ncu_target.py tiled|persistent BATCH DIGITS"""
+    python -m bench.profile_target tiled|persistent BATCH DIGITS"""
 import sys
 
 import torch
