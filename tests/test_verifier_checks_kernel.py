@@ -52,3 +52,18 @@ def test_launch_accounting():
     assert launch_problem({}, {"k": 0}, {"k": 2}, None, None, None) is None
     assert "states it does not run" in launch_problem({"k": never}, {"k": 0}, {"k": 1}, None, None, None)
     assert launch_problem({"k": always}, {"k": 0}, {"k": 1}, None, None, None) is None
+
+
+def test_kernel_steps_can_be_sharded_by_kernel():
+    """`Target.only_kernels` (the GPU tests' shards): the differential checks just that kernel, and
+    a shard naming no kernel the step uses is a skip that says so, never a pass."""
+    target = load_target(dsl.BUNDLED)
+    target.only_kernels = ("halting_update",)
+    one = run(target, only=["kernel_differential"]).steps[0]
+    target.only_kernels = None
+    every = run(target, only=["kernel_differential"]).steps[0]
+    assert one.status == every.status == "pass"
+    assert one.measured["runs"] < every.measured["runs"]
+    target.only_kernels = ("no_such_kernel",)
+    none = run(target, only=["kernel_differential"]).steps[0]
+    assert none.status == "skip" and "no_such_kernel" in none.message

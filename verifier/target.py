@@ -34,6 +34,7 @@ class Target:
     device: str = "cpu"          # where the kernel checks run: cpu (the emulator) or cuda (cuTile)
     seed: int = 0
     kernels: dict = field(default_factory=dict)     # spec kernel name -> binding.BoundKernel
+    only_kernels: Optional[tuple[str, ...]] = None  # kernel steps check only these (a GPU test's shard)
     memo: dict = field(default_factory=dict)        # what several steps of one run share (verifier.checks.taught)
 
     def need(self, capability: str) -> Any:

@@ -31,6 +31,10 @@ def used_kernels(target: Target, step) -> list[tuple[BoundKernel, KernelCase]]:
     """The kernels the step `uses` (all declared ones if it names none), with their cases."""
     names = [u.split(".", 1)[1] for u in (step.uses if step else ()) if u.startswith("kernel.")]
     names = names or list(target.kernels)
+    if names and target.only_kernels is not None:
+        names = [n for n in names if n in target.only_kernels]
+        if not names:
+            raise MissingCapability("kernels", target.system, f"the step uses none of {list(target.only_kernels)}")
     if not names:
         raise MissingCapability("kernels", target.system, "the spec declares no kernels")
     cases = target.need("kernels").kernel_cases()
