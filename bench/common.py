@@ -41,3 +41,20 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
     for r in rows:
         t.add_row(*[f"{x:.4g}" if isinstance(x, float) else str(x) for x in r])
     Console(soft_wrap=True).print(t)
+
+
+def looped_inputs(B: int, digits: int, device: str = "cuda"):
+    """The looped kernels' arguments for B reversed-order addition problems of `digits` digits with
+    random bf16 weights (D=128, 4 heads, 12 step rows), seeded: (x0, sig, plen, real, thr, w)."""
+    import torch
+
+    from looplm.kernel_inputs import addition_rows, random_weights
+    from looplm.tokens import ADDITION
+    g = torch.Generator().manual_seed(0)
+    idx, sig, plen = (t.to(device) for t in addition_rows(B, digits, "reversed", 1))
+    T = idx.shape[1]
+    w = random_weights(128, 4, len(ADDITION), 12, g, torch.bfloat16)
+    w = type(w)(*(t.to(device) for t in w))
+    x0 = torch.randn(B, T, 128, generator=g).to(device)
+    real, thr = idx != ADDITION.pad_id, torch.full((B, T), 0.05, device=device)
+    return x0, sig, plen, real, thr, w

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from bench.common import device_kind, record, table
+from bench.common import device_kind, looped_inputs, record, table
 from bench.kernels_gpu import median_ms
 
 OPTIONS = {"window+bias": dict(window=1, use_bias=True), "window": dict(window=1, use_bias=False),
@@ -45,8 +45,6 @@ def kernel_times(fn, x) -> dict[str, float]:
 
 def main() -> None:
     from kernels import looped_tiled as LT
-    from looplm.kernel_inputs import addition_rows, random_weights
-    from looplm.tokens import ADDITION
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path)
     ap.add_argument("--shapes", default="64x100,8x1000", help="BATCHxDIGITS,...")
@@ -57,14 +55,8 @@ def main() -> None:
     rows = []
     for shape in args.shapes.split(","):
         B, digits = map(int, shape.split("x"))
-        g = torch.Generator().manual_seed(0)
-        idx, sig, plen = addition_rows(B, digits, "reversed", 1)
-        idx, sig, plen = (t.cuda() for t in (idx, sig, plen))
-        T = idx.shape[1]
-        w = random_weights(128, 4, len(ADDITION), 12, g, torch.bfloat16)
-        w = type(w)(*(t.cuda() for t in w))
-        x0 = torch.randn(B, T, 128, generator=g).cuda()
-        real, thr = idx != ADDITION.pad_id, torch.full((B, T), 0.05, device="cuda")
+        x0, sig, plen, real, thr, w = looped_inputs(B, digits)
+        T = x0.shape[1]
         runs = [(name, "default", opts) for name, opts in OPTIONS.items()]
         runs += [("window+bias", v, OPTIONS["window+bias"]) for v in args.variants.split(",") if v != "default"]
         for name, variant, opts in runs:

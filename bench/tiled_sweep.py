@@ -8,16 +8,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
 
-from bench.common import device_kind, record, table
+from bench.common import device_kind, looped_inputs, record, table
 from bench.kernels_gpu import median_ms
 
 
 def main() -> None:
     from kernels import looped_tiled as LT
-    from looplm.kernel_inputs import addition_rows, random_weights
-    from looplm.tokens import ADDITION
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
@@ -25,14 +22,8 @@ def main() -> None:
         raise SystemExit("bench.tiled_sweep: no CUDA GPU here")
     rows = []
     for B, digits in ((64, 100), (8, 1000)):
-        g = torch.Generator().manual_seed(0)
-        idx, sig, plen = addition_rows(B, digits, "reversed", 1)
-        idx, sig, plen = (t.cuda() for t in (idx, sig, plen))
-        T = idx.shape[1]
-        w = random_weights(128, 4, len(ADDITION), 12, g, torch.bfloat16)
-        w = type(w)(*(t.cuda() for t in w))
-        x0 = torch.randn(B, T, 128, generator=g).cuda()
-        real, thr = idx != ADDITION.pad_id, torch.full((B, T), 0.05, device="cuda")
+        x0, sig, plen, real, thr, w = looped_inputs(B, digits)
+        T = x0.shape[1]
         kw = dict(loops=12, halting=False, window=1, use_bias=True, reinject=True)
         ref = LT.looped_tiled_reference(x0, sig, plen, real, thr, w, **kw)[0]
         ref_ms = median_ms(lambda x: LT.looped_tiled_reference(x, sig, plen, real, thr, w, **kw), [x0])
