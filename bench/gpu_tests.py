@@ -71,12 +71,11 @@ def compiled(cache_dir: str) -> dict:
             "by_kernel": {k: {"variants": len(v), "seconds": round(sum(v), 1)} for k, v in sorted(by.items())}}
 
 
-def run(jobs: int, warm: bool) -> tuple[int, float, list[dict], dict]:
+def run(nodes: list[str], jobs: int, warm: bool) -> tuple[int, float, list[dict], dict]:
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(os.environ)
         if not warm:
             env["CUDA_TILE_CACHE_DIR"] = str(Path(tmp) / "cutile-cache")
-        nodes = collect()
         t0 = time.perf_counter()
         procs = []
         for i, g in enumerate(groups(nodes, jobs)):
@@ -101,8 +100,9 @@ def main() -> None:
     a = ap.parse_args()
     if device_kind() == "cpu":
         sys.exit("bench.gpu_tests: no CUDA GPU here; every test would skip and the record would say nothing")
-    jobs = a.jobs or min(os.cpu_count() or 1, len(collect()))
-    code, wall, tests, stats = run(jobs, a.warm)
+    nodes = collect()
+    jobs = a.jobs or min(os.cpu_count() or 1, len(nodes))
+    code, wall, tests, stats = run(nodes, jobs, a.warm)
     table(f"GPU tests ({wall:.0f} s wall, {jobs} processes, exit {code})", ("test", "status", "s"),
           [(t["test"], t["status"], t["seconds"]) for t in tests])
     if stats:
