@@ -54,6 +54,19 @@ def bias_tile(bvals, d, key_digit, CLIP, WINDOW):
     return out
 
 
+def masked_biased(s, ok, d, key_digit, bvals, CLIP, WINDOW, USE_BIAS):
+    """A (rows, keys) score tile -> plus the head's bias where the key is visible, -inf where not:
+    `ok` (position rules) narrowed by the significance window, which digit keys only obey. d the
+    significance differences, key_digit the keys that are digits, `bvals` from `bias_values`.
+    The one tile-side statement of the mask and bias rule (both looped kernels use it; the
+    whole-tensor one is `attention_mask` with `bias_bucket`)."""
+    if WINDOW >= 0:
+        ok = ok & ((ct.abs(d) <= WINDOW) | ~key_digit)
+    if USE_BIAS:
+        s = s + bias_tile(bvals, d, key_digit, CLIP, WINDOW)
+    return ct.where(ok, s, -INF)
+
+
 def key_tile_step(q, K, V, SIG, bvals, b, h, j, q_pos, sig_q, plen, T, m_i, l_i, acc, scale,
                   BLOCK_M, BLOCK_N, HD, CLIP, WINDOW, USE_BIAS, PREFIX):
     """Key tile j of head h of sequence b into a query tile's online softmax -> (m_i, l_i, acc).
@@ -73,13 +86,7 @@ def key_tile_step(q, K, V, SIG, bvals, b, h, j, q_pos, sig_q, plen, T, m_i, l_i,
     if PREFIX:
         ok = ok | ((q_pos[:, None] < plen) & (k_pos[None, :] < plen))
     ok = ok & (k_pos[None, :] < T)
-    d = sig_q[:, None] - sig_k[None, :]                              # significance difference
-    key_digit = sig_k[None, :] >= 0
-    if WINDOW >= 0:
-        ok = ok & ((ct.abs(d) <= WINDOW) | ~key_digit)
-    if USE_BIAS:
-        s = s + bias_tile(bvals, d, key_digit, CLIP, WINDOW)
-    s = ct.where(ok, s, -INF)
+    s = masked_biased(s, ok, sig_q[:, None] - sig_k[None, :], sig_k[None, :] >= 0, bvals, CLIP, WINDOW, USE_BIAS)
     m_new = ct.maximum(m_i, ct.max(s, axis=1, keepdims=True))
     m_use = ct.where(m_new > -INF, m_new, 0.0)
     p = ct.exp(s - m_use)

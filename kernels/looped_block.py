@@ -24,7 +24,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from .attention import attention_mask, bias_bucket, bias_matrix
+from .attention import attention_mask, bias_bucket, bias_matrix, bias_values, masked_biased
 from .halting import entropy_reference, row_entropy
 from .tile import ct, next_pow2, tile_kernel
 
@@ -122,7 +122,7 @@ def looped_block_kernel(X0, MASK, REAL, THR, LN1W, LN1B, WQKV, WPROJ, LN2W, LN2B
 
     MASK (G, 1 or H, R, R) is the additive attention mask of the group: the relative bias where
     a key is visible, -inf where not (other sequence, future, outside the window, empty row);
-    `packed_attention_mask` builds it once per forward. REAL marks real tokens (not padding).
+    `packed_mask_kernel` builds it once per forward. REAL marks real tokens (not padding).
     Loop counts (loops, heads, MLP chunks) are run-time values: the bodies compile once instead
     of being unrolled (small binary, fast compile), and test-time loop counts need no
     recompilation. Re-injection and the step embedding are run-time flags too (uniform branches:
@@ -209,9 +209,10 @@ def to_groups(a: torch.Tensor, S: int, G: int, R: int, fill) -> torch.Tensor:
     Views and copies only, no index tensors and no host sync (CUDA graphs can capture it)."""
     B, T = a.shape[:2]
     out = a.new_full((G, R, *a.shape[2:]), fill)
-    if B < G * S:
-        a = torch.cat([a, a.new_full((G * S - B, *a.shape[1:]), fill)])
-    out[:, :S * T].unflatten(1, (S, T)).copy_(a.view(G, S, *a.shape[1:]))
+    full = B // S                       # groups whose S slots are all taken (no padded copy of `a`)
+    out[:full, :S * T].unflatten(1, (S, T)).copy_(a[:full * S].view(full, S, *a.shape[1:]))
+    if B > full * S:                    # the last group's first B - full * S slots
+        out[full, :(B - full * S) * T].copy_(a[full * S:].flatten(0, 1))
     return out
 
 
@@ -222,7 +223,8 @@ def from_groups(x: torch.Tensor, B: int, T: int, S: int) -> torch.Tensor:
 
 def packed_attention_mask(sig, pos, seq, plen, bias=None, *, window=None, clip: int = 3,
                           prefix: bool = False) -> torch.Tensor:
-    """The additive attention mask of packed groups: (G, R) significance, position, sequence slot
+    """The additive attention mask of packed groups (the reference of `packed_mask_kernel`, which
+    builds it on the GPU): (G, R) significance, position, sequence slot
     (-1: empty row) and prompt length per row -> (G, H or 1, R, R) fp32: the relative bias where
     a key is visible, -inf where it is not: `attention.attention_mask` at the rows' positions and
     `attention.bias_matrix`, plus: rows see only their own sequence, and every row sees itself so
@@ -232,6 +234,54 @@ def packed_attention_mask(sig, pos, seq, plen, bias=None, *, window=None, clip: 
     ok = ok | torch.eye(pos.shape[1], dtype=torch.bool, device=pos.device)
     add = torch.zeros(ok.shape, device=pos.device)[:, None] if bias is None else bias_matrix(bias.float(), bias_bucket(sig, clip))
     return add.masked_fill(~ok[:, None], -INF).contiguous()
+
+
+MASK_ROWS = 32   # query rows per block of the mask kernel: a (32, 128) fp32 tile, no spills
+
+
+def group_rows(A, g, i, n):
+    """Rows i*n .. i*n+n-1 of group g of a (G, R) array, as an (n,) tile."""
+    return ct.reshape(ct.load(A, index=(g, i), shape=(1, n)), (n,))
+
+
+@tile_kernel()
+def packed_mask_kernel(SIG, POS, SEQ, PLEN, BIAS, MASK, CLIP: ConstInt, WINDOW: ConstInt, USE_BIAS: ConstBool,
+                       PREFIX: ConstBool, R: ConstInt, TQ: ConstInt):
+    """grid (G, H or 1, R // TQ): MASK[g, h] rows qi*TQ.. (TQ, R) fp32, the rule of
+    `packed_attention_mask` from the rows' (G, R) int32 significance, position, sequence slot
+    and prompt length. Why a kernel: built with whole-tensor ops (a permuted gather, a masked
+    fill, a copy to make it contiguous) the (G, H, R, R) mask took ~0.7 ms, a third of the
+    graphed forward at 1024 x 12 digits (H100, python -m bench.forward_profile)."""
+    g, h, qi = ct.bid(0), ct.bid(1), ct.bid(2)
+    q_sig, q_pos, q_seq, q_plen = (group_rows(SIG, g, qi, TQ), group_rows(POS, g, qi, TQ), group_rows(SEQ, g, qi, TQ),
+                                   group_rows(PLEN, g, qi, TQ))
+    k_sig, k_pos, k_seq, k_plen = (group_rows(SIG, g, 0, R), group_rows(POS, g, 0, R), group_rows(SEQ, g, 0, R),
+                                   group_rows(PLEN, g, 0, R))
+    ok = k_pos[None, :] <= q_pos[:, None]
+    if PREFIX:
+        ok = ok | ((q_pos < q_plen)[:, None] & (k_pos < k_plen)[None, :])
+    q_rows = qi * TQ + ct.arange(TQ, dtype=ct.int32)
+    k_rows = ct.arange(R, dtype=ct.int32)
+    # own sequence only; every row sees itself (the diagonal passes the window: d = 0 for a digit,
+    # and a non-digit key is never windowed), so no softmax row is empty, empty rows included
+    ok = (ok & (k_seq[None, :] == q_seq[:, None]) & (k_seq[None, :] >= 0)) | (k_rows[None, :] == q_rows[:, None])
+    out = masked_biased(ct.full((TQ, R), 0.0, dtype=ct.float32), ok, q_sig[:, None] - k_sig[None, :],
+                        k_sig[None, :] >= 0, bias_values(BIAS, h, CLIP, USE_BIAS), CLIP, WINDOW, USE_BIAS)
+    ct.store(MASK, index=(g, h, qi, 0), tile=ct.reshape(out, (1, 1, TQ, R)))
+
+
+def packed_mask_cutile(sig, pos, seq, plen, bias=None, *, window=None, clip: int = 3, prefix: bool = False):
+    """Host wrapper of `packed_mask_kernel`, same signature and result as `packed_attention_mask`
+    (its reference); emulated when the tensors are on the CPU."""
+    G, R = sig.shape
+    Hm = bias.shape[0] if bias is not None else 1
+    table = bias.float().contiguous() if bias is not None else torch.zeros(1, 1, device=sig.device)
+    mask = torch.empty(G, Hm, R, R, device=sig.device, dtype=torch.float32)
+    TQ = min(MASK_ROWS, R)
+    packed_mask_kernel.launch((G, Hm, R // TQ), (
+        sig.int().contiguous(), pos.int().contiguous(), seq.int().contiguous(), plen.int().contiguous(), table, mask,
+        clip, -1 if window is None else window, bias is not None, prefix, R, TQ))
+    return mask
 
 
 def looped_block_cutile(x0, sig, plen, real, thr, w: Weights, *, loops: int, halting: bool, min_loops: int = 1,
@@ -253,8 +303,8 @@ def looped_block_cutile(x0, sig, plen, real, thr, w: Weights, *, loops: int, hal
     grp = lambda a, fill: to_groups(a, S, G, R, fill)  # noqa: E731
     pos = torch.arange(T, device=x0.device, dtype=torch.int32).expand(B, T)
     seq = torch.arange(B, device=x0.device, dtype=torch.int32)[:, None].expand(B, T) % S   # slot within its group
-    mask = packed_attention_mask(grp(sig.int(), -1), grp(pos, 0), grp(seq, -1), grp(plen.int()[:, None].expand(B, T), 0),
-                                 w.bias if use_bias else None, window=window, clip=clip, prefix=prefix)
+    mask = packed_mask_cutile(grp(sig.int(), -1), grp(pos, 0), grp(seq, -1), grp(plen.int()[:, None].expand(B, T), 0),
+                              w.bias if use_bias else None, window=window, clip=clip, prefix=prefix)
     logits = torch.empty(G, R, t["VP"], device=x0.device, dtype=torch.float32)
     steps = torch.empty(G, R, device=x0.device, dtype=torch.int32)
     looped_block_kernel.launch((G,), (
@@ -314,7 +364,8 @@ def aot_signatures(B: int, T: int, D: int, H: int, V: int):
     from .tile import array, scalar
     t = tiles_for(B, T, D, H, V)
     f32, bf, i32, b8 = torch.float32, torch.bfloat16, torch.int32, torch.bool
-    out = []
+    out = [(packed_mask_kernel, [*[array(i32, 2)] * 4, array(f32, 2), array(f32, 4), 3, 1, True, False, t["R"],
+                                 min(MASK_ROWS, t["R"])])]      # the headline windowed bias
     for halting in (False, True):
         out.append((looped_block_kernel, [
             array(f32, 3), array(f32, 4), array(i32, 2), array(f32, 2),

@@ -89,6 +89,37 @@ def test_looped_block_kernel_matches_reference(c):
     _looped_vs_reference(LB.looped_block_cutile, LB.looped_block_reference, c)
 
 
+@settings(max_examples=40)
+@given(st.integers(1, 9), st.integers(1, 40), st.sampled_from([64, 128]))
+def test_groups_pack_whole_sequences_and_unpack_exactly(B, T, R):
+    """to_groups / from_groups: every sequence lands whole in its slot, the last group may be
+    partial, every other row is fill; unpacking gives the input back."""
+    S = max(1, R // T)
+    G = -(-B // S)
+    a = torch.randn(B, T, 3)
+    g = LB.to_groups(a, S, G, R, NAN)
+    assert g.shape == (G, R, 3)
+    assert torch.equal(LB.from_groups(g, B, T, S), a)
+    for i in range(B):
+        assert torch.equal(g[i // S, (i % S) * T:(i % S + 1) * T], a[i])
+    assert g.isnan().sum() == (G * R - B * T) * 3
+
+
+@settings(max_examples=30)
+@given(st.integers(1, 3), st.sampled_from([64, 128]), st.sampled_from([None, 0, 1, 3]), st.integers(1, 4),
+       st.booleans(), st.booleans(), st.integers(0, 2**31 - 1))
+def test_packed_mask_kernel_matches_its_reference(G, R, window, clip, prefix, use_bias, seed):
+    """The persistent kernel's attention mask, built by its own kernel, equals the whole-tensor
+    rule exactly, on arbitrary rows (positions, slots, empty rows, prompt lengths, non-digits)."""
+    g = torch.Generator().manual_seed(seed)
+    sig, pos = torch.randint(-1, 9, (G, R), generator=g), torch.randint(0, 40, (G, R), generator=g)
+    seq, plen = torch.randint(-1, 3, (G, R), generator=g), torch.randint(0, 30, (G, R), generator=g)
+    bias = torch.randn(4, 2 * clip + 2, generator=g) if use_bias else None
+    kw = dict(window=window, clip=clip, prefix=prefix)
+    assert torch.equal(LB.packed_mask_cutile(sig, pos, seq, plen, bias, **kw),
+                       LB.packed_attention_mask(sig, pos, seq, plen, bias, **kw))
+
+
 @settings(max_examples=8)
 @given(cases("tiled"))
 def test_looped_tiled_kernel_matches_reference(c):
