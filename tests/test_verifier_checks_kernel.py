@@ -67,3 +67,14 @@ def test_kernel_steps_can_be_sharded_by_kernel():
     target.only_kernels = ("no_such_kernel",)
     none = run(target, only=["kernel_differential"]).steps[0]
     assert none.status == "skip" and "no_such_kernel" in none.message
+
+
+def test_a_declared_kernel_with_nothing_to_compile_fails_the_compile_step(monkeypatch):
+    """kernel_compile compiles every used kernel; one whose module gives no signature must not
+    pass with nothing built for it (an emptied signature list survived the mutation score)."""
+    from kernels import attention
+    step = lambda: next(s for s in run(load_target(dsl.BUNDLED), only=["kernel_compile"]).steps)  # noqa: E731
+    assert step().status == "pass"
+    monkeypatch.setattr(attention, "aot_signatures", lambda **shape: [])
+    bad = step()
+    assert bad.status == "fail" and "loop_attention" in bad.message and "compiled no variant" in bad.message

@@ -226,6 +226,12 @@ def compile_kernels(target: Target, p: CompileParams, step=None):
         built = compile_all(bound, p.archs, quick=p.quick)
     except Exception as e:
         return failed(f"a kernel does not compile: {type(e).__name__}: {str(e).splitlines()[0][:300]}")
+    # every used kernel must have compiled: one whose module offers no signatures (or an empty
+    # list) would otherwise pass this step with nothing built for it
+    none = sorted({bk.spec.name for bk in bound} - {b.kernel for b in built})
+    if none:
+        return failed(f"{len(none)} declared kernel(s) compiled no variant: {', '.join(none)} (their modules' "
+                      "aot_signatures(**shape) gave nothing to build at the declared shapes)", missing=none)
     archs = sorted({b.arch for b in built})
     return passed(f"{len(built)} kernel builds for {archs} in {time.perf_counter() - t0:.1f} s; tiles powers of two",
                   builds=len(built), archs=archs)
