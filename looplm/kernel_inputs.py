@@ -132,8 +132,16 @@ def make_looped(shape: dict, seed: int, kind: str = "random", max_t: int = 128):
 
 
 def make_tiled(shape: dict, seed: int, kind: str = "random"):
-    """The looped block's inputs at any length (the tiled kernel has no row limit)."""
-    return make_looped(shape, seed, kind, max_t=shape["T"])
+    """The looped block's inputs at any length (the tiled kernel has no row limit). Every third
+    seed cuts the rows to an exact multiple of the query tile (16, 32 or 64 rows): no ragged last
+    tile, the boundary a grid of cdiv(T, tile) blocks must not overrun."""
+    (x0, sig, plen, real, thr, w), kw = make_looped(shape, seed, kind, max_t=shape["T"])
+    T = x0.shape[1]
+    if seed % 3 == 0 and T >= 16:
+        T = T // 64 * 64 if T >= 64 else (32 if T >= 32 else 16)
+        x0, sig, real, thr = x0[:, :T].contiguous(), sig[:, :T].contiguous(), real[:, :T], thr[:, :T]
+        plen = plen.clamp(max=T)
+    return (x0, sig, plen, real, thr, w), kw
 
 
 def model_inputs(idx: torch.Tensor, fmt: str):
