@@ -58,8 +58,9 @@ def masked_biased(s, ok, d, key_digit, bvals, CLIP, WINDOW, USE_BIAS):
     """A (rows, keys) score tile -> plus the head's bias where the key is visible, -inf where not:
     `ok` (position rules) narrowed by the significance window, which digit keys only obey. d the
     significance differences, key_digit the keys that are digits, `bvals` from `bias_values`.
-    The one tile-side statement of the mask and bias rule (both looped kernels use it; the
-    whole-tensor one is `attention_mask` with `bias_bucket`)."""
+    The one tile-side statement of the mask and bias rule: the attention and tiled kernels use
+    it through `key_tile_step`, the persistent kernel through its mask kernel; the whole-tensor
+    statement is `attention_mask` with `bias_bucket`."""
     if WINDOW >= 0:
         ok = ok & ((ct.abs(d) <= WINDOW) | ~key_digit)
     if USE_BIAS:
