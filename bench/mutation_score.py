@@ -7,9 +7,9 @@ cosmic-ray enumerates every mutant its core operators make of the system under t
 (looplm/{model,data,train,checkpoint,evaluate}.py and kernels/*.py); a seeded sample of N,
 stratified by file (each file's share of the sample is its share of all mutants), is run, each
 mutant applied to a private copy of the tree and judged by the protocol of the bundled spec,
-run on the default config and on four more that reach the branches the experiments use
+run on the default config and on five more that reach the branches the experiments use
 (`CONFIGS`; `looplm verify --fail-fast` each: a kill stops at its first failing step, which is
-recorded; surviving all five is surviving). Workers run in parallel, each on its own copy.
+recorded; surviving all six is surviving). Workers run in parallel, each on its own copy.
 
 Survivors are judged by hand in bench/mutation_verdicts.toml: `equivalent` (with one line why:
 the mutant computes the same thing, or changes only what no run can observe) or `missed` (with
@@ -43,9 +43,11 @@ COPY = ["app", "dsl", "kernels", "knowledge_base", "looplm", "rca", "verifier", 
 # the protocol runs on the default config and on four that between them reach the branches the
 # experiments use (normal order, relative bias, bidirectional prompt, step embedding, half
 # supervision, wait-to-think; abacus, adapter, every loop supervised, curriculum, the learned gate;
-# learned positions in an untied GPT-L, weighted supervision, random depth; RoPE, dropout)
+# learned positions in an untied GPT-L, weighted supervision, random depth; RoPE, dropout; a character
+# corpus instead of addition)
 CONFIGS = [None, "examples/configs/coverage_normal.json", "examples/configs/coverage_abacus_gate.json",
-           "examples/configs/coverage_gpt.json", "examples/configs/coverage_rope.json"]
+           "examples/configs/coverage_gpt.json", "examples/configs/coverage_rope.json",
+           "examples/configs/coverage_chars.json"]   # the character-corpus mode (a text file; run from the repo root)
 VERDICTS = Path(__file__).with_name("mutation_verdicts.toml")
 
 
