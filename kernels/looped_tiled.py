@@ -250,4 +250,4 @@ def aot_signatures(B: int, T: int, D: int, H: int, V: int):
             array(i32, 2), array(i32, 2), array(i32, 3), *[array(bf, 4)] * 4, *weights, array(f32, 2), array(f32, 3),
             scalar(f32), scalar(f32), scalar(i32), scalar(i32), scalar(i32), scalar(i32), *[scalar(b8)] * 4,
             t["TM"], t["TN"], D, t["HD"], t["VP"], V, t["CHUNK"], 3, 1, True, False]
-    return [(first_kv_kernel, first), (loop_tile_kernel, loop)]
+    return [(loop_tile_kernel, loop), (first_kv_kernel, first)]     # a quick compile builds the loop kernel
