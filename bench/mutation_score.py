@@ -206,6 +206,8 @@ def main() -> None:
     ap.add_argument("--rerun-survivors", type=Path, help="run a results JSON's survivors again (after the checks "
                                                           "changed: checks only added, so a killed mutant stays killed)")
     args = ap.parse_args()
+    from looplm.provenance import git_commit
+    started_at = git_commit()      # the tree the mutants were cut from (a run takes an hour; HEAD may move)
     rows, total, partial, history = _rows(args)
     s = score(rows)
     table("mutation score of looplm verify", ("outcome", "mutants"), sorted(s["outcomes"].items()))
@@ -215,7 +217,7 @@ def main() -> None:
             "sampling": "stratified by file, proportional to each file's share of all mutants (in key order), topped up to --n by a seeded uniform draw from the rest",
             **({"partial": partial} if partial else {}), **({"history": history} if history else {}),
             **s, "mutants": rows}
-    print(f"wrote {record('mutation-score', data)}")
+    print(f"wrote {record('mutation-score', {**data, 'commit': started_at})}")
 
 
 if __name__ == "__main__":
