@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from bench.common import device_kind, record, table
+from bench.common import RESULTS, device_kind, record, table
 from bench.kernels_gpu import BATCH, _paths, inference_model, median_ms
 from bench.tiled_profile import kernel_times
 
@@ -56,7 +56,7 @@ def main() -> None:
                                                               "glue us"],
           [[r["digits"], r["halting"], r["graphed_ms"], r["gpu_us_total"], r["loop_kernel_us"], r["glue_us"]]
            for r in rows])
-    out = args.out or Path(__file__).with_name("results") / f"forward-profile-{device_kind()}.json"
+    out = args.out or RESULTS / f"forward-profile-{device_kind()}.json"
     print(f"wrote {record(out.stem, {'checkpoint': args.ckpt, 'rows': rows}, out=out)}")
 
 

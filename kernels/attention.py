@@ -54,6 +54,15 @@ def bias_tile(bvals, d, key_digit, CLIP, WINDOW):
     return out
 
 
+def position_ok(q_pos, k_pos, q_prompt, k_prompt, PREFIX):
+    """(rows, keys) bool: the key is at or before the query, or, with a bidirectional prompt,
+    both are prompt tokens. q_pos, q_prompt (rows, 1) and k_pos, k_prompt (1, keys) tiles."""
+    ok = k_pos <= q_pos
+    if PREFIX:
+        ok = ok | (q_prompt & k_prompt)
+    return ok
+
+
 def masked_biased(s, ok, d, key_digit, bvals, CLIP, WINDOW, USE_BIAS):
     """A (rows, keys) score tile -> plus the head's bias where the key is visible, -inf where not:
     `ok` (position rules) narrowed by the significance window, which digit keys only obey. d the
@@ -83,9 +92,7 @@ def key_tile_step(q, K, V, SIG, bvals, b, h, j, q_pos, sig_q, plen, T, m_i, l_i,
     s = ct.mma(q, ct.transpose(k), ct.full((BLOCK_M, BLOCK_N), 0.0, dtype=ct.float32)) * scale
     k_pos = j * BLOCK_N + ct.arange(BLOCK_N, dtype=ct.int32)
     sig_k = ct.reshape(ct.load(SIG, index=(b, j), shape=(1, BLOCK_N), padding_mode=ct.PaddingMode.ZERO), (BLOCK_N,))
-    ok = k_pos[None, :] <= q_pos[:, None]
-    if PREFIX:
-        ok = ok | ((q_pos[:, None] < plen) & (k_pos[None, :] < plen))
+    ok = position_ok(q_pos[:, None], k_pos[None, :], q_pos[:, None] < plen, k_pos[None, :] < plen, PREFIX)
     ok = ok & (k_pos[None, :] < T)
     s = masked_biased(s, ok, sig_q[:, None] - sig_k[None, :], sig_k[None, :] >= 0, bvals, CLIP, WINDOW, USE_BIAS)
     m_new = ct.maximum(m_i, ct.max(s, axis=1, keepdims=True))

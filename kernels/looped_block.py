@@ -24,7 +24,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from .attention import attention_mask, bias_bucket, bias_matrix, bias_values, masked_biased
+from .attention import attention_mask, bias_bucket, bias_matrix, bias_values, masked_biased, position_ok
 from .halting import entropy_reference, row_entropy
 from .tile import ct, next_pow2, tile_kernel
 
@@ -257,9 +257,7 @@ def packed_mask_kernel(SIG, POS, SEQ, PLEN, BIAS, MASK, CLIP: ConstInt, WINDOW: 
                                    group_rows(PLEN, g, qi, TQ))
     k_sig, k_pos, k_seq, k_plen = (group_rows(SIG, g, 0, R), group_rows(POS, g, 0, R), group_rows(SEQ, g, 0, R),
                                    group_rows(PLEN, g, 0, R))
-    ok = k_pos[None, :] <= q_pos[:, None]
-    if PREFIX:
-        ok = ok | ((q_pos < q_plen)[:, None] & (k_pos < k_plen)[None, :])
+    ok = position_ok(q_pos[:, None], k_pos[None, :], (q_pos < q_plen)[:, None], (k_pos < k_plen)[None, :], PREFIX)
     q_rows = qi * TQ + ct.arange(TQ, dtype=ct.int32)
     k_rows = ct.arange(R, dtype=ct.int32)
     # own sequence only; every row sees itself (the diagonal passes the window: d = 0 for a digit,

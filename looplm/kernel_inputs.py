@@ -11,6 +11,7 @@ import math
 
 import torch
 
+from kernels import looped_tiled
 from kernels.looped_block import Weights
 
 from .data import make_batch, problems
@@ -138,7 +139,8 @@ def make_tiled(shape: dict, seed: int, kind: str = "random"):
     (x0, sig, plen, real, thr, w), kw = make_looped(shape, seed, kind, max_t=shape["T"])
     T = x0.shape[1]
     if seed % 3 == 0 and T >= 16:
-        T = T // 64 * 64 if T >= 64 else (32 if T >= 32 else 16)
+        tile = min(looped_tiled.TILE, 1 << (T.bit_length() - 1))   # the kernel's tile at the cut length
+        T = T // tile * tile
         x0, sig, real, thr = x0[:, :T].contiguous(), sig[:, :T].contiguous(), real[:, :T], thr[:, :T]
         plen = plen.clamp(max=T)
     return (x0, sig, plen, real, thr, w), kw
