@@ -15,7 +15,8 @@ from pathlib import Path
 from verifier.contract import CAPABILITIES, LoopedSystem
 
 STEPS = [("spec_config_sync", "spec.config_sync"), ("design_rules", "spec.rules"),
-         ("aligned_batches", "data.aligned_batches"), ("answer_only_targets", "data.answer_only_targets"),
+         ("aligned_batches", "data.aligned_batches"), ("fresh_batches", "data.fresh_batches"),
+         ("answer_only_targets", "data.answer_only_targets"),
          ("forward_contract", "model.forward_contract"), ("eval_mode_loss", "model.eval_mode_loss"),
          ("loop_accounting", "model.loop_accounting"), ("autograd_connectivity", "model.autograd_connectivity"),
          ("supervision_schedule", "train.supervision_schedule"), ("causality", "model.causality"),

@@ -9,6 +9,7 @@ the evaluation `looplm eval` runs, the checkpoint loader); the checks see what a
 """
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
@@ -22,11 +23,11 @@ from .config import GROUPS, Config, HaltingConfig
 from .model import LoopLM
 from .positions import significance
 from .reference import reference_block
-from .tokens import ADDITION, END, EQUALS, PAD, Vocab
+from .tokens import END, EQUALS, PAD, Vocab
 
 _PROBLEM = re.compile(r"^(\d+)\+(\d+)=$")
 # train_run(small=True): the check-size model on a small batch, evaluating every 10 steps
-SMALL_RUN = {"batch_size": 16, "eval_interval": 10, "eval_problems": 16, "target_accuracy": None, "device": "cpu"}
+SMALL_RUN = {"batch_size": 16, "eval_interval": 10, "eval_problems": 16, "device": "cpu"}  # early stop kept
 SUPERVISED = {"last": "last", "half": "half", "all": "all", "weighted": "weighted"}
 
 
@@ -42,13 +43,18 @@ def check_size(cfg: Config) -> Config:
 
 class LoopLMSystem:
     """LoopLM with the config at `config` (JSON overrides of the defaults) and `overrides`
-    (field values by spec param name) applied: what `looplm train` would train."""
+    (field values by spec param name) applied: what `looplm train` would train. On a character
+    corpus (data.task 'chars') the batches are the training loop's own corpus windows, there is
+    no layout of prompts and answers, and the capabilities that score problems are not provided."""
 
     def __init__(self, config: Optional[Path] = None, overrides: Optional[Mapping[str, Any]] = None):
         base = Config.load(config) if config is not None else Config()
-        self.config = base.with_params(dict(overrides or {}))
+        self.config, self.vocab, self.corpus = train.vocab_for(base.with_params(dict(overrides or {})))
         self.check = check_size(self.config)
-        self.vocab: Vocab = ADDITION
+
+    def _scores_problems(self, capability: str) -> None:
+        if self.corpus is not None:
+            raise NotImplementedError(f"not provided: {capability} (a character corpus has no problems to score)")
 
     # ---- config --------------------------------------------------------------------------
     def config_groups(self) -> dict[str, type]:
@@ -60,21 +66,26 @@ class LoopLMSystem:
     # ---- design --------------------------------------------------------------------------
     def design(self) -> dict:
         c, m, t = self.check, self.config.model, self.config.train
-        gate = c.halting.mode == "gate"
+        gate, text = c.halting.mode == "gate", self.corpus is not None
         return {
             "loops": c.model.n_loops,
             "supervision": "all" if gate else SUPERVISED[t.supervision],
             "tbptt": t.tbptt,
             "halting": {"score": "learned" if gate else "entropy", "halts_when": "above" if gate else "below",
                         "min_loops": c.halting.min_loops, "by_default": c.halting.mode != "fixed"},
-            "layout": {"packed": False, "prompt_end": EQUALS, "end": END, "pad": PAD, "ignore_index": data.IGNORE,
+            "row_tokens": self.config.data.block_size if text else None,
+            "layout": None if text else {"packed": False, "prompt_end": EQUALS, "end": END, "pad": PAD, "ignore_index": data.IGNORE,
                        # a normal-order prompt digit's significance counts the digits after it
                        "bidirectional_prompt": m.prefix_bidirectional or self.config.data.format == "normal"},
             "grad_clip": t.grad_clip or None,
             "schedule": {"kind": "warmup_cosine", "lr": t.lr, "warmup": t.warmup_iters, "total": t.max_iters,
                          "min_lr": t.lr * t.min_lr_ratio},
-            "trained_format": self.config.data.format,
-            "formats": ["reversed", "normal"],
+            "depth": {"kind": t.depth, "loops": c.model.n_loops, "stages": list(t.curriculum), "total": t.max_iters,
+                      "low": t.random_min_loops, "high": t.random_max_loops},
+            # corpus runs never stop early (their eval is a loss, not an accuracy)
+            "stop_accuracy": None if text else t.target_accuracy,
+            "trained_format": None if text else self.config.data.format,
+            "formats": [] if text else ["reversed", "normal"],
             "eval_every": SMALL_RUN["eval_interval"],
             "check_size": (f"width {c.model.n_embd} (configured {m.n_embd}), {c.model.n_head} heads, "
                            f"L={c.model.n_loops} (configured {m.n_loops}), no dropout: the checks run on a CPU "
@@ -86,7 +97,8 @@ class LoopLMSystem:
         torch.manual_seed(seed)
         if not extra_vocab:
             return LoopLM(self.check, self.vocab)
-        other = Vocab(self.vocab.chars + "xyzuvw"[:extra_vocab])
+        other = Vocab(self.vocab.chars + "".join(c for c in "xyzuvw\u2460\u2461\u2462\u2463\u2464\u2465"
+                                                 if c not in self.vocab.chars)[:extra_vocab], self.vocab.pad)
         return LoopLM(self.check.override(model={"vocab_size": len(other)}), other)
 
     def forward(self, model: LoopLM, idx, targets=None, *, loops=None, threshold=None, backend="reference"):
@@ -119,8 +131,13 @@ class LoopLMSystem:
 
     # ---- data and task -------------------------------------------------------------------
     def train_batches(self, batch_size: int, seed: int):
-        d = self.config.data
-        return data.train_batches(batch_size, d.min_digits, d.max_digits, d.format, seed)
+        if self.corpus is None:
+            d = self.config.data
+            return data.train_batches(batch_size, d.min_digits, d.max_digits, d.format, seed)
+        # the training loop's own (idx, targets) of steps 0, 1, ... (Run.batch: a function of seed and step)
+        run = train.setup(self.check.override(train={"batch_size": batch_size, "seed": seed, "device": "cpu"}),
+                          None, False, None)
+        return (run.batch(step) for step in itertools.count())
 
     def decode(self, ids) -> str:
         return self.vocab.decode(ids)
@@ -129,6 +146,7 @@ class LoopLMSystem:
         return self.vocab.encode(text)
 
     def check_example(self, prompt: str, answer: str) -> bool:
+        self._scores_problems("task")
         m = _PROBLEM.match(prompt)
         if not m or not answer.isdigit():
             return False
@@ -142,7 +160,8 @@ class LoopLMSystem:
         return train.optimizer(model, self.check.train)
 
     def train_step(self, model: LoopLM, opt, batch, step: int) -> float:
-        return train.train_step(model, opt, batch.idx, batch.targets, step, model.config)
+        idx, targets = (batch.idx, batch.targets) if hasattr(batch, "idx") else batch
+        return train.train_step(model, opt, idx, targets, step, model.config)
 
     def train_run(self, out_dir, *, small=False, steps=None, stop_after=None, resume=False,
                   progress: Optional[Callable[..., None]] = None, dist=None) -> dict:
@@ -170,12 +189,14 @@ class LoopLMSystem:
 
     # ---- eval ----------------------------------------------------------------------------
     def eval_problems(self, n: int, seed: int, model: Optional[LoopLM] = None) -> list:
+        self._scores_problems("eval")
         d = (model.config if model is not None else self.config).data
         return data.problems(n, d.min_digits, d.max_digits, seed=seed, split="val")
 
     def eval_sets(self) -> dict:
         """The plain held-out set of the trained range and the adversarial sets `looplm eval
         --kind` reports (at up to 9 digits, where decoys and 'unequal' operands exist)."""
+        self._scores_problems("eval_sets")
         d = self.config.data
         draw = lambda kind, hi: lambda n, seed: data.problems(n, d.min_digits, hi, seed, "val", kind)  # noqa: E731
         hi = max(d.max_digits, 9)
@@ -185,9 +206,11 @@ class LoopLMSystem:
                 "unequal": {"draw": draw("unequal", hi), "claim": claim_unequal}}
 
     def render(self, problem, fmt: Optional[str] = None) -> tuple[str, str]:
+        self._scores_problems("eval")
         return data.render(problem, fmt or self.config.data.format)
 
     def exact_match(self, model: LoopLM, problems: list, fmt: Optional[str] = None) -> list[bool]:
+        self._scores_problems("eval")
         evaluate.check_format(model, fmt)
         with dispatch.use("reference"):
             rows, _ = evaluate.score(model, problems)
@@ -196,17 +219,27 @@ class LoopLMSystem:
     def eval_report(self, model: LoopLM, n: int, seed: int) -> dict:
         """`looplm eval`'s report by digit count over the model's trained range, and the problems
         it scored: evaluate() draws problems(n, d, d, seed * 7919 + d, 'val') for each count d."""
-        d = model.config.data
+        self._scores_problems("report")
+        d, policy = model.config.data, model.config.halting
         digits = list(range(d.min_digits, d.max_digits + 1))
+        probs = {str(k): data.problems(n, k, k, seed=seed * 7919 + k, split="val") for k in digits}
         with dispatch.use("reference"):
             report = evaluate.evaluate(model, digits, n, seed=seed)
-        return {"accuracy": report["accuracy_by_digits"],
-                "problems": {str(k): data.problems(n, k, k, seed=seed * 7919 + k, split="val") for k in digits}}
+            loss = {g: evaluate.score(model, ps)[1] for g, ps in probs.items()}   # the trace's val_loss
+        out = {"accuracy": report["accuracy_by_digits"], "problems": probs, "counts": report["n_per_bucket"],
+               "claim": claim_digits,
+               "loops": report["loops"], "loss": loss, "steps_answer": report["avg_steps_answer_by_digits"],
+               "steps_prompt": report["avg_steps_prompt"], "applications_saved": report["applications_saved"]}
+        # the policy in forward()'s terms; wait-to-think's second threshold has none (figures unchecked)
+        stated = {"fixed": None, "entropy": policy.threshold, "gate": policy.gate_threshold}
+        return {**out, "threshold": stated[policy.mode]} if policy.mode in stated else out
 
     def model_format(self, model: LoopLM) -> str:
+        self._scores_problems("eval")
         return model.config.data.format
 
     def generate(self, model: LoopLM, prompts: list[str], max_new: int) -> list[str]:
+        self._scores_problems("generate")
         with dispatch.use("reference"):
             return evaluate.generate(model, prompts, max_new)
 
@@ -304,6 +337,12 @@ def claim_carries(p) -> Optional[str]:
     n = len(str(max(p.a, p.b)))
     want = sum((p.a % 10 ** (i + 1)) + (p.b % 10 ** (i + 1)) >= 10 ** (i + 1) for i in range(n))
     return None if p.carries == want else f"reports {p.carries} carries, long addition makes {want}"
+
+
+def claim_digits(group: str, p) -> Optional[str]:
+    """The eval's group d: both operands have exactly d digits."""
+    lens = (len(str(p.a)), len(str(p.b)))
+    return None if lens == (int(group),) * 2 else f"operands of {lens[0]} and {lens[1]} digits"
 
 
 def _columns(p) -> list[int]:

@@ -59,3 +59,31 @@ def test_a_report_that_floors_its_means_fails(monkeypatch):
         in steps[1].message, steps[1].message
     assert evaluate._mean([1, 0]) == 0
 
+
+
+def test_the_reports_other_figures_are_recomputed_from_forward():
+    step = _report_step()[1]
+    assert "recomputed from forward(): claim, counts, loss, steps_answer, steps_prompt, applications_saved" \
+        in step.message, step.message
+
+
+def test_a_summed_loss_a_miscounted_mean_and_a_stray_problem_each_fail(monkeypatch):
+    from looplm import evaluate
+    real = evaluate.score
+
+    def summed(*a, **k):                     # the answer loss summed over tokens, not averaged
+        rows, loss = real(*a, **k)
+        return rows, loss * sum(r["tokens"] for r in rows)
+    steps = _report_step(monkeypatch, score=summed)
+    assert steps[1].status == "fail" and "answer loss" in steps[1].message, steps[1].message
+    monkeypatch.setattr(evaluate, "score", real)
+    # the loop-count means halved (a mean over the wrong positions): no longer what forward ran
+    monkeypatch.setattr(evaluate, "_mean", lambda xs: sum(xs) / len(xs) * (0.5 if xs and isinstance(xs[0], float)
+                                                                           and xs[0] > 1 else 1) if xs else 0.0)
+    steps = _report_step()
+    assert steps[1].status == "fail" and "loops per" in steps[1].message, steps[1].message
+    monkeypatch.undo()
+    # a d-digit group drawn from 0..10^d - 1: a few of its problems are shorter than d digits
+    monkeypatch.setattr(data, "_number", lambda digits, rng: rng.randint(0, 10 ** digits - 1))
+    steps = _report_step()
+    assert steps[1].status == "fail" and "not what the group is named for" in steps[1].message, steps[1].message

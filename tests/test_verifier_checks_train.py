@@ -1,14 +1,15 @@
 """The run's accounting, as resume equivalence reads it from `progress`: every step once, in
 order, against the schedule's length, and a call that ends the schedule evaluates its weights."""
-from verifier.checks.train_checks import _Progress, run_accounting
+from verifier.checks.train_checks import _Progress, depth_problems, run_accounting
+from verifier.contract import Design
 
 
-def _reported(steps, evals=(), total=12):
+def _reported(steps, evals=(), total=12, accuracy=0.5):
     got = _Progress()
     for s in steps:
         got(step=s, total=total, loss=1.0)
     for s in evals:
-        got(step=s, total=total, accuracy=0.5)
+        got(step=s, total=total, accuracy=accuracy)
     return got
 
 
@@ -80,3 +81,24 @@ def test_resuming_a_finished_run_must_be_refused(tmp_path):
             raise RuntimeError("the run already finished")
     assert "returned instead of refusing" in _refuses_finished(Quiet(), tmp_path, 12)
     assert _refuses_finished(Refuses(), tmp_path, 12) is None
+
+
+def test_a_run_stops_early_only_where_its_declared_accuracy_was_reached():
+    stop = 0.99
+    assert run_accounting("s", _reported(range(1, 11), [10], accuracy=1.0), range(1, 13), 12, True, 10, stop) is None
+    why = run_accounting("s", _reported(range(1, 11), [10], accuracy=0.5), range(1, 13), 12, True, 10, stop)
+    assert "did not reach the declared stop accuracy 0.99" in why, why
+    assert "reported training steps" in run_accounting("s", _reported(range(1, 13), [10, 12], accuracy=1.0),
+                                                       range(1, 13), 12, True, 10, stop)
+
+
+def test_the_depth_each_step_ran_is_held_to_the_declared_policy():
+    curriculum = Design(loops=8, depth={"kind": "curriculum", "stages": [2, 4, 8], "total": 300})
+    steps = [0, 99, 100, 150, 200, 299]
+    assert depth_problems(curriculum, steps, [2, 2, 4, 4, 8, 8]) == []
+    stuck = depth_problems(curriculum, steps, [2, 2, 2, 2, 2, 2])
+    assert len(stuck) == 4 and "step 100: the training step ran the loop 2 times" in stuck[0], stuck
+    random = Design(loops=8, depth={"kind": "random", "low": 2, "high": 8, "total": 300})
+    assert depth_problems(random, steps, [3, 8, 2, 5, 5, 7]) == []
+    assert "it is not drawn" in depth_problems(random, steps, [5] * 6)[0]
+    assert "says [8]" in depth_problems(Design(loops=8), [0], [4])[0]

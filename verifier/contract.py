@@ -98,6 +98,16 @@ class Schedule(_Decl):
     min_lr: float = Field(0.0, ge=0)
 
 
+class Depth(_Decl):
+    """The loops the training step runs at step s (0-based) of a `total`-step schedule."""
+    kind: Literal["fixed", "curriculum", "random"] = "fixed"
+    loops: int = Field(1, ge=1)          # fixed
+    stages: list[int] = []               # curriculum: stage i over steps [i*total/n, (i+1)*total/n)
+    total: int = Field(1, ge=1)
+    low: int = Field(1, ge=1)            # random: uniform over low..high, drawn anew each step
+    high: int = Field(1, ge=1)
+
+
 class Design(_Decl):
     """What the system declares about itself; checks compare the code against it, so a
     legitimate design choice (packing, last-loop supervision, max-prob halting) is no alarm."""
@@ -106,8 +116,12 @@ class Design(_Decl):
     tbptt: int = Field(0, ge=0)                     # only the last k loops get gradient (0: all)
     halting: Optional[HaltingDecl] = None           # None: no halting at inference
     layout: Optional[Layout] = None
+    row_tokens: Optional[int] = Field(None, ge=1)   # every training row's length (a corpus window); None: varies
     grad_clip: Optional[float] = Field(None, gt=0)  # total gradient norm after clipping <= this
     schedule: Optional[Schedule] = None
+    depth: Optional[Depth] = None                   # None: every step runs `loops`
+    # the training loop ends at its first evaluation whose accuracy reaches this (None: never early)
+    stop_accuracy: Optional[float] = Field(None, gt=0, le=1)
     frozen: list[str] = []                          # parameters the optimizer must not change
     trained_format: Optional[str] = None            # the data format the configured run trains on
     formats: list[str] = []                         # every data format the system can write
@@ -235,7 +249,15 @@ class LoopedSystem(Protocol):
     def eval_report(self, model: Any, n: int, seed: int) -> Mapping[str, Any]:
         """The figures the system's own eval command reports for `model`, on n held-out problems
         per group (digit count, say) of its trained range drawn at `seed`:
-        {'accuracy': {group: fraction exactly right}, 'problems': {group: the n problems scored}}."""
+        {'accuracy': {group: fraction exactly right}, 'problems': {group: the n problems scored}},
+        and optionally the other figures it prints, each recomputed by the check from `forward`:
+        'counts' {group: problems scored}; 'claim' (group, problem) -> None, or why the problem
+        is not what the group is named for (stated from the definition, like an eval set's); and, where 'threshold' states the report's halting in
+        forward's terms (None: fixed depth) with 'loops' its L, 'loss' {group: mean answer-token
+        cross-entropy}, 'steps_answer' {group: mean over problems of the mean loops run on its
+        target positions (target != ignore_index)}, 'steps_prompt' (the same over all problems, on
+        the other non-pad positions), 'applications_saved' (1 - loops run on non-pad tokens /
+        (non-pad tokens x L)). A problem's row is its prompt and answer without the last token."""
 
     def generate(self, model: Any, prompts: list[str], max_new: int) -> list[str]:
         """Greedy decoding: each prompt's continuation, up to and including the end token."""

@@ -207,6 +207,14 @@ system LoopLM {
       severity: critical
       bugs: [1]
     }
+    step fresh_batches {
+      check: data.fresh_batches
+      params: {batches: 16, batch_size: 16}
+      expect: "the first 16 training batches differ; the same seed repeats them, another seed draws others"
+      on_fail: "seed the batch generator from (seed, step, rank), never from a truncated or constant value"
+      gates: true
+      severity: major
+    }
     step answer_only_targets {
       check: data.answer_only_targets
       params: {batch_size: 64}

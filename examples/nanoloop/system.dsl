@@ -46,6 +46,11 @@ system nanoloop {
       gates: true
       bugs: [1]
     }
+    step fresh_batches {
+      check: data.fresh_batches
+      gates: true
+      severity: major
+    }
     step answer_only_targets {
       check: data.answer_only_targets
       params: {batch_size: 16}

@@ -28,6 +28,13 @@ def pad_id(target: Target) -> int:
     return target.need("data").encode(lay.pad)[0] if lay is not None else -1
 
 
+def ignore_index(target: Target) -> int:
+    """The target of positions that carry no loss (a layout-free corpus: torch's default, which
+    no real target takes)."""
+    lay = target.design.layout
+    return lay.ignore_index if lay is not None else -100
+
+
 def real_tokens(target: Target, idx: torch.Tensor) -> torch.Tensor:
     """(B, T) bool: positions holding a token, not padding."""
     return idx != pad_id(target)

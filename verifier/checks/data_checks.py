@@ -6,6 +6,7 @@ correct pipeline of another design is no alarm.
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 from typing import Any, Iterator
 
@@ -119,3 +120,45 @@ def answer_only_targets(target: Target, p: BatchParams):
         return failed(f"{len(bad)}/{n} rows target more (or less) than the answer", "\n".join(bad[:4]),
                       bad_rows=len(bad), prompt_targets=wasted)
     return passed(f"{n} rows: only answer tokens and {lay.end!r} are targets (prompt and padding ignored)", rows=n)
+
+
+class FreshParams(Params):
+    batches: int = 16
+    batch_size: int = 16
+
+
+def _digests(sys: Any, p: FreshParams, seed: int) -> list[tuple[tuple, str]]:
+    """(shape, sha1 of the token ids) of the first batches the pipeline yields at `seed`."""
+    out = []
+    for b in itertools.islice(sys.train_batches(p.batch_size, seed), p.batches):
+        idx = tensors(b)[0]
+        out.append((tuple(idx.shape), hashlib.sha1(idx.detach().cpu().contiguous().numpy().tobytes()).hexdigest()))
+    return out
+
+
+@check("data.fresh_batches", FreshParams)
+def fresh_batches(target: Target, p: FreshParams):
+    """The training stream is a function of its seed that does not repeat itself: the first
+    batches at one seed are pairwise different, the same seed yields them again and another
+    seed others; rows are as long as the design declares (`row_tokens`), where it does."""
+    sys = target.need("data")
+    first, again, other = (_digests(sys, p, target.seed + s) for s in (0, 0, 1))
+    seen: dict = {}
+    for i, d in enumerate(first):
+        if d in seen:
+            return failed(f"training batch {i} repeats batch {seen[d]} (of the first {p.batches} at one seed): "
+                          f"the stream's position or seed is not what draws it", repeated=[seen[d], i])
+        seen[d] = i
+    if again != first:
+        return failed(f"two streams at seed {target.seed} differ: the training batches are not a function of the "
+                      f"seed (a resumed or distributed run trains on other data)")
+    if other == first:
+        return failed(f"seeds {target.seed} and {target.seed + 1} yield the same training batches: the seed is ignored")
+    want = target.design.row_tokens
+    short = sorted({shape[1] for shape, _ in first} - {want}) if want is not None else []
+    if short:
+        return failed(f"training rows of {short} tokens, the design declares {want}: the window is cut",
+                      row_tokens=short)
+    return passed(f"{p.batches} training batches of {p.batch_size} rows, all different; the same seed repeats them, "
+                  f"another draws others" + (f"; rows of {want} tokens as declared" if want is not None else ""),
+                  batches=p.batches)

@@ -5,13 +5,23 @@ appear in the training stream."""
 from __future__ import annotations
 
 import itertools
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
 
 from ..registry import Params, check
-from ..result import failed, passed
+from ..result import Margins, failed, passed
 from ..target import Target
 from .common import tensors
 from .data_checks import layout, row_tokens, split_examples
-from .taught import PER_GROUP, taught
+from .taught import PER_GROUP, example_rows, taught
+
+# how far a reported figure may sit from the check's recomputation from forward(): the same rows
+# through the same path agree to rounding (loss) or exactly (loop counts); a wrong aggregate
+# (dropped positions, a sum for a mean) misses by far more
+LOSS_RTOL, STEPS_ATOL, SAVED_ATOL = 1e-3, 0.05, 1e-3
+CLAIM_PER_GROUP = 64
 
 
 class SetsParams(Params):
@@ -75,6 +85,70 @@ def problem_sets(target: Target, p: SetsParams):
                   f"{len(seen)} training examples", sets=len(sets), train_examples=len(seen))
 
 
+def _per_group(sys, target: Target, model, groups: dict, thr, L: int) -> dict:
+    """Each group's figures from forward() on its problems' rows: answer loss, per-problem mean
+    loops on target and on other real positions, loops run and real tokens."""
+    lay = layout(target)
+    pad = sys.encode(lay.pad)[0]
+    out = {}
+    for g, probs in groups.items():
+        idx, tgt = tensors(example_rows(sys, [sys.render(q) for q in probs], target))
+        with torch.no_grad():
+            logits, _, steps = sys.forward(model, idx, tgt, loops=L, threshold=thr)
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), tgt.reshape(-1),
+                               ignore_index=lay.ignore_index)
+        real, ans = idx != pad, tgt != lay.ignore_index
+        steps = steps.float()
+        per = lambda m: (steps * m).sum(1) / m.sum(1).clamp_min(1)   # noqa: E731  (B,) mean over m
+        out[g] = {"loss": float(loss), "answer": per(ans).tolist(), "prompt": per(real & ~ans).tolist(),
+                  "used": float((steps * real).sum()), "tokens": float(real.sum())}
+    return out
+
+
+def figure_problems(sys, target: Target, model, rep: dict, wide: dict, m: Margins) -> list[str]:
+    """Why the report's optional figures disagree with forward() (empty: they agree, or it
+    states none); each comparison is recorded in `m`. Group claims are checked on `wide`, a
+    report of CLAIM_PER_GROUP problems per group (a rare stray problem shows there)."""
+    groups = {str(k): v for k, v in rep["problems"].items()}
+    out = []
+    for g, n in {str(k): v for k, v in (rep.get("counts") or {}).items()}.items():
+        if int(n) != len(groups.get(g, ())):
+            out.append(f"group {g}: the report says it scored {n} problems, it was given {len(groups.get(g, ()))}")
+    claim = rep.get("claim")
+    for g, probs in ({str(k): v for k, v in wide["problems"].items()} if claim else {}).items():
+        why = next((f"{sys.render(q)[0]}: {w}" for q in probs for w in [claim and claim(g, q)] if w), None)
+        if why:
+            out.append(f"group {g} holds a problem that is not what the group is named for: {why}")
+    if "threshold" not in rep or "loops" not in rep:
+        return out
+    L, want = int(rep["loops"]), _per_group(sys, target, model, groups, rep["threshold"], int(rep["loops"]))
+    close = lambda name, got, exp, tol: m.upper(name, abs(float(got) - exp), tol)  # noqa: E731
+    for g, w in want.items():
+        if "loss" in rep and not close(f"loss_{g}", rep["loss"][g], w["loss"], LOSS_RTOL * max(1.0, w["loss"])):
+            out.append(f"group {g}: reported answer loss {float(rep['loss'][g]):.4f}, forward gives {w['loss']:.4f}")
+        exp = sum(w["answer"]) / len(w["answer"])
+        if "steps_answer" in rep and not close(f"steps_answer_{g}", rep["steps_answer"][g], exp, STEPS_ATOL):
+            out.append(f"group {g}: reported {float(rep['steps_answer'][g]):.3f} loops per answer token, "
+                       f"forward ran {exp:.3f}")
+    rows = [x for w in want.values() for x in w["prompt"]]
+    if "steps_prompt" in rep and not close("steps_prompt", rep["steps_prompt"], sum(rows) / len(rows), STEPS_ATOL):
+        out.append(f"reported {float(rep['steps_prompt']):.3f} loops per prompt token, forward ran "
+                   f"{sum(rows) / len(rows):.3f}")
+    saved = 1 - sum(w["used"] for w in want.values()) / (L * sum(w["tokens"] for w in want.values()))
+    if "applications_saved" in rep and not close("applications_saved", rep["applications_saved"], saved, SAVED_ATOL):
+        out.append(f"reported {float(rep['applications_saved']):.4f} of block applications saved, "
+                   f"forward saved {saved:.4f}")
+    return out
+
+
+def _stated(rep: dict) -> Optional[str]:
+    figs = [k for k in ("claim", "counts", "loss", "steps_answer", "steps_prompt", "applications_saved") if k in rep]
+    if not figs:
+        return None
+    return ", ".join(figs) + ("" if "threshold" in rep or set(figs) <= {"claim", "counts"} else
+                              " (only claim and counts checked: the report states no halting forward() takes)")
+
+
 @check("eval.report_consistency")
 def report_consistency(target: Target, params):
     """The system's eval report states, for every group it reports, the mean of the eval's own
@@ -100,5 +174,13 @@ def report_consistency(target: Target, params):
             return failed(f"group {g}: the report says {float(acc[g]):.4f}, the eval's exact match gives {want:.4f} "
                           f"({sum(right)} of {len(right)}): the figure is not what was measured")
         mixed += 0 < want < 1
+    m = Margins()
+    wide = sys.eval_report(t.model, CLAIM_PER_GROUP, target.seed + 12) if "claim" in rep else {}
+    bad = figure_problems(sys, target, t.model, rep, wide, m)
+    if bad:
+        return failed(f"{len(bad)} reported figure(s) are not what forward() computes: {bad[0]}", "\n".join(bad),
+                      margins=m)
+    figs = _stated(rep)
     return passed(f"{len(groups)} groups x {PER_GROUP} problems: every reported accuracy is the mean of exact match "
-                  f"({mixed} group(s) part right, part wrong, on a model taught half of them)", mixed_groups=mixed)
+                  f"({mixed} group(s) part right, part wrong, on a model taught half of them)"
+                  + (f"; recomputed from forward(): {figs}" if figs else ""), margins=m, mixed_groups=mixed)

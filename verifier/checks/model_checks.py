@@ -11,7 +11,7 @@ from typing import Optional
 from ..registry import Params, check
 from ..result import Margins, failed, passed
 from ..target import Target
-from .common import batch, tensors
+from .common import batch, ignore_index, tensors
 
 
 @check("model.forward_contract")
@@ -50,7 +50,7 @@ def eval_mode_loss(target: Target, params):
     if loss is None:
         return failed("eval mode with targets returned no loss (an estimate_loss would crash)")
     want = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), tgt.reshape(-1),
-                           ignore_index=target.design.layout.ignore_index if target.design.layout else -100)
+                           ignore_index=ignore_index(target))
     m = Margins()
     if not (torch.isfinite(loss) and m.upper("loss_error", abs(float(loss) - float(want)), 1e-4)):
         return failed(f"eval loss {float(loss):.6f} != cross-entropy of its logits {float(want):.6f}", margins=m)
@@ -86,7 +86,7 @@ def autograd_connectivity(target: Target, p: LoopParams):
         logits, _, _ = sys.forward(model, idx, tgt, loops=L)
         # the final prediction alone: a per-loop loss (every loop supervised) would hide a cut
         F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), tgt.reshape(-1),
-                        ignore_index=target.design.layout.ignore_index).backward()
+                        ignore_index=ignore_index(target)).backward()
     finally:
         for h in handles:
             h.remove()

@@ -122,6 +122,27 @@ class SmokeParams(Params):
     batch_size: int = 16
 
 
+def declared_loops(design, step: int) -> set[int]:
+    """The loop counts the declared depth policy allows at `step`, from its definition."""
+    d = design.depth
+    if d is None or d.kind == "fixed":
+        return {d.loops if d is not None else design.loops}
+    if d.kind == "curriculum":
+        n = len(d.stages)
+        return {d.stages[min(n - 1, step * n // d.total)]}
+    return set(range(d.low, d.high + 1))
+
+
+def depth_problems(design, steps_run: list[int], ran: list[int]) -> list[str]:
+    """Why the loops each step ran break the declared depth policy (a random depth must vary)."""
+    out = [f"step {s}: the training step ran the loop {k} times, the declared depth policy says "
+           f"{sorted(declared_loops(design, s))}" for s, k in zip(steps_run, ran) if k not in declared_loops(design, s)]
+    d = design.depth
+    if d is not None and d.kind == "random" and d.high > d.low and len(set(ran)) < 2:
+        out.append(f"random depth {d.low}..{d.high} ran {ran[0]} loops at all {len(ran)} steps: it is not drawn")
+    return out
+
+
 def _smoke_problems(model, opt, watch, before, frozen, clip, schedule, steps_run) -> list[str]:
     held = {id(p) for g in opt.param_groups for p in g["params"]}
     trainable = {n for n, p in model.named_parameters() if p.requires_grad and n not in frozen}
@@ -155,16 +176,26 @@ def step_smoke(target: Target, p: SmokeParams):
     b = batch(target, p.batch_size)
     before = {n: q.detach().clone() for n, q in model.named_parameters()}
     watch = _StepWatch(opt)
+    calls = [0]              # loop-module calls in the current step: the loops its forward ran
+    counters = [m.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+                for m in sys.loop_modules(model)]
     # the schedule's first steps (a depth policy draws a new loop count at each), three points of
     # its decay (half way, three quarters, the last step), then its peak
     total = d.schedule.total if d.schedule is not None else 0
     decay = sorted({s for s in (total // 2, 3 * total // 4, total - 1) if s >= p.steps // 2})
     steps_run = list(range(p.steps // 2)) + decay + [peak_step(d.schedule)] * (p.steps - p.steps // 2 - len(decay))
+    losses, ran = [], []
     try:
-        losses = [float(sys.train_step(model, opt, b, s)) for s in steps_run]
+        for s in steps_run:
+            calls[0] = 0
+            losses.append(float(sys.train_step(model, opt, b, s)))
+            ran.append(calls[0])
     finally:
         watch.handle.remove()
+        for h in counters:
+            h.remove()
     problems = _smoke_problems(model, opt, watch, before, set(d.frozen), d.grad_clip, d.schedule, steps_run)
+    problems += depth_problems(d, steps_run, ran)
     if not all(math.isfinite(x) for x in losses):
         problems.insert(0, f"non-finite loss: {losses}")
     m = Margins()
@@ -175,8 +206,15 @@ def step_smoke(target: Target, p: SmokeParams):
         return failed(f"{len(problems)} problem(s) with the training step: {problems[0]}",
                       "\n".join(problems) + f"\nloss per step: {curve}", margins=m, losses=losses)
     return passed(f"{len(losses)} real steps: loss {losses[0]:.3f} -> {losses[-1]:.3f}; every parameter trained, "
-                  f"clipped to {d.grad_clip}, schedule as declared", f"loss per step: {curve}", margins=m,
-                  losses=losses)
+                  f"clipped to {d.grad_clip}, schedule and depth ({_depth_name(d)}) as declared",
+                  f"loss per step: {curve}\nloops per step: {ran}", margins=m, losses=losses, loops=ran)
+
+
+def _depth_name(design) -> str:
+    d = design.depth
+    if d is None or d.kind == "fixed":
+        return f"fixed {d.loops if d else design.loops}"
+    return f"curriculum {d.stages}" if d.kind == "curriculum" else f"random {d.low}..{d.high}"
 
 
 class OverfitParams(Params):
@@ -220,11 +258,18 @@ class _Progress:
     def __init__(self):
         self.steps: list[int] = []
         self.evals: list[int] = []
+        self.accuracy: dict[int, float] = {}
         self.totals: set = set()
 
     def __call__(self, *, step, total=None, **kw):
         (self.evals if "accuracy" in kw else self.steps).append(int(step))
+        if "accuracy" in kw:
+            self.accuracy[int(step)] = float(kw["accuracy"])
         self.totals.add(total)
+
+    def reached(self, stop: Optional[float]) -> Optional[int]:
+        """The first evaluation whose accuracy reaches the declared early stop (None: none)."""
+        return next((s for s in self.evals if stop is not None and self.accuracy[s] >= stop), None)
 
 
 def expected_evals(steps: range, total: int, ends: bool, every: Optional[int]) -> Optional[list[int]]:
@@ -236,11 +281,19 @@ def expected_evals(steps: range, total: int, ends: bool, every: Optional[int]) -
 
 
 def run_accounting(name: str, got: _Progress, steps: range, total: int, ends: bool,
-                   every: Optional[int] = None) -> Optional[str]:
+                   every: Optional[int] = None, stop: Optional[float] = None) -> Optional[str]:
     """Why a call's reports break the run's accounting (None: they keep it): it trains the steps
-    it was asked for, each reported once and in order, against the schedule's length; a call
-    that ends the schedule evaluates its final weights, and with a declared interval it
-    evaluates after exactly the steps the interval names."""
+    it was asked for, each reported once and in order, against the schedule's length, ending
+    early only at an evaluation that reached the declared stop accuracy; a call that ends the
+    schedule evaluates its final weights, and with a declared interval it evaluates after
+    exactly the steps the interval names."""
+    early = got.reached(stop)
+    if early is not None:
+        steps, ends = range(steps.start, early + 1), False
+    if got.steps and got.steps[-1] < steps.stop - 1 and got.steps[-1] in got.accuracy and early is None:
+        last = got.steps[-1]
+        return (f"the {name} run stopped at step {last}, whose evaluation ({got.accuracy[last]:.3f}) did not reach "
+                f"the declared stop accuracy {stop}, with steps up to {steps.stop - 1} still owed")
     if got.steps != list(steps):
         shown = got.steps if len(got.steps) <= 14 else got.steps[:6] + ["..."] + got.steps[-6:]
         return f"the {name} run reported training steps {shown}, not {steps.start}..{steps.stop - 1} once each"
@@ -307,7 +360,8 @@ def resume_equivalence(target: Target, p: ResumeParams):
     every = target.design.eval_every
     for name, steps, ends in (("straight", range(1, total + 1), True), ("first", range(1, p.first + 1), False),
                               ("resumed", range(p.first + 1, total + 1), True)):
-        problem = run_accounting(name, seen[name], steps, total, ends, every) if reports else None
+        problem = run_accounting(name, seen[name], steps, total, ends, every,
+                                 target.design.stop_accuracy) if reports else None
         if problem:
             return failed(problem + ": the training loop does not run the schedule it reports")
     sa, sb = a.state_dict(), b.state_dict()
