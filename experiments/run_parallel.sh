@@ -7,11 +7,11 @@ out=${OUT:-.}
 limit=${LIMIT:-560}
 export OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1
 mkdir -p runs
-python3 -m looplm.cli verify --only kernel_compile > runs/warmup.log 2>&1   # fill the compile caches once
+python3 -m app.cli verify --only kernel_compile > runs/warmup.log 2>&1   # fill the compile caches once
 for f in "$@"; do
   name=$(basename "$f" .json)
   mkdir -p "runs/$name"
-  timeout "$limit" python3 -m looplm.cli experiment run "$f" --out runs > "runs/$name/log.txt" 2>&1 &
+  timeout "$limit" python3 -m app.cli experiment run "$f" --out runs > "runs/$name/log.txt" 2>&1 &
 done
 wait
 tar czf "$out/runs.tgz" runs/warmup.log runs/*/*.json runs/*/trace.jsonl runs/*/log.txt runs/*/ckpt_bf16.pt 2>/dev/null
