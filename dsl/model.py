@@ -57,14 +57,16 @@ _PY_TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,
 
 
 class Param(Node):
-    """`param NAME: TYPE [= DEFAULT] [in CHOICES|LO..HI] ["doc"]` — one config field.
+    """`param NAME: TYPE[?] [= DEFAULT] [in CHOICES|LO..HI] ["doc"]` — one config field.
 
     TYPE is int, float, bool, str, enum (a closed set of words) or ints (a list of ints,
-    each within the range if one is given). No default means the field is optional (None).
+    each within the range if one is given). No default means the field is optional (None);
+    `TYPE?` makes a field with a default optional too (it may be set to null: "no limit").
     """
 
     name: Ident
     type: Choice("int", "float", "bool", "str", "enum", "ints")
+    optional: bool = False
     default: Union[Scalar, Seq(int), None] = None
     allowed: Union[Range, Seq(Scalar), None] = None
     doc: Optional[Text] = None

@@ -136,7 +136,7 @@ class ToSpec(Transformer):
 
     @v_args(meta=True)
     def param(self, meta, children):
-        name, typ, default, in_tok, allowed, doc = children
+        name, typ, optional, default, in_tok, allowed, doc = children
         keys = {"name": (name.start_pos,) * 2 + (name.end_pos,),
                 "type": (typ.start_pos,) * 2 + (typ.end_pos,)}
         if default is not None:
@@ -148,7 +148,7 @@ class ToSpec(Transformer):
         if doc is not None:
             keys["doc"] = (doc.start_pos, doc.start_pos, doc.end_pos)
         node = self._make(m.Param, meta, {
-            "name": str(name), "type": str(typ),
+            "name": str(name), "type": str(typ), "optional": optional is not None,
             "default": default if isinstance(default, list) else _scalar(default),
             "allowed": allowed, "doc": _string(doc) if doc is not None else None}, f"param '{name}'", keys)
         node._head = (meta.start_pos, meta.end_pos)

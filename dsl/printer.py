@@ -125,7 +125,7 @@ def _named(out: _Writer, keyword: str, node: Node, depth: int) -> None:
 
 def _param(out: _Writer, p: m.Param, depth: int) -> None:
     enum = p.type == "enum"
-    text = f"param {p.name}: {p.type}"
+    text = f"param {p.name}: {p.type}" + ("?" if p.optional else "")
     if p.default is not None:
         text += f" = {value_text(p.default, enum)}"
     if p.allowed is not None:

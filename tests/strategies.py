@@ -45,7 +45,7 @@ def params(draw, name: str) -> m.Param:
         return m.Param(name=name, type="int", default=draw(st.integers(lo, hi)),
                        allowed=Range(lo=lo, hi=hi), doc=doc)
     if kind == "float":
-        return m.Param(name=name, type="float", default=draw(floats), doc=doc)
+        return m.Param(name=name, type="float", optional=draw(st.booleans()), default=draw(floats), doc=doc)
     if kind == "bool":
         return m.Param(name=name, type="bool", default=draw(st.booleans()), doc=doc)
     if kind == "str":

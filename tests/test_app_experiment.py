@@ -52,3 +52,18 @@ def test_bad_experiment_file_is_a_usage_error(tmp_path):
     r = CliRunner().invoke(app, ["experiment", "run", str(bad)])
     assert r.exit_code == 2 and "Traceback" not in r.output
     assert Experiment.model_validate({"name": "ok"}).resolved().model.n_loops == 8
+
+
+def test_every_committed_experiment_is_inside_the_spec(tmp_path):
+    # a run refused at its gate for a config the spec cannot express (null where the code takes
+    # it) is a lost GPU session: every experiment's config must bind
+    from pathlib import Path
+
+    import dsl
+    from verifier import load_target
+    files = sorted((Path(__file__).resolve().parents[1] / "experiments").glob("*.json"))
+    assert len(files) >= 10
+    for f in files:
+        config = tmp_path / f.name
+        config.write_text(json.dumps(Experiment.load(f).config))
+        load_target(dsl.BUNDLED, config=config)          # raises ConfigRefused outside the spec

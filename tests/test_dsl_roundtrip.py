@@ -56,3 +56,12 @@ system S { // after brace
                     "// before close", "// tail"):
         assert comment in once, comment
     assert dsl.loads(once) == dsl.loads(src)
+
+
+def test_an_optional_param_with_a_default_takes_null_only_when_declared():
+    from verifier.ranges import problem
+    text = 'system S {{ training {{ param stop: {} = 0.9 in 0.0..1.0 }} }}'
+    strict, optional = (dsl.loads(text.format(t)).system.params["stop"] for t in ("float", "float?"))
+    assert optional.optional and not strict.optional
+    assert problem(optional, None) is None and "no value" in problem(strict, None)
+    assert "float? = 0.9" in dsl.dumps(dsl.loads(text.format("float?")))

@@ -29,9 +29,9 @@ def allowed_text(p: Param) -> str:
 
 def problem(p: Param, value: Any) -> str | None:
     """Why `value` is not allowed for `p`, or None. None is allowed where the param has no
-    default (an optional field)."""
+    default or is declared optional (`TYPE?`)."""
     if value is None:
-        return None if p.default is None else "no value"
+        return None if p.default is None or p.optional else "no value (declare the param `TYPE?` to allow null)"
     if isinstance(value, list):
         value = tuple(value)
     if not p.accepts(value):

@@ -77,7 +77,7 @@ system LoopLM {
     param seed: int = 1337
     param eval_interval: int = 100 in 1..1000000
     param eval_problems: int = 1024 in 1..1000000
-    param target_accuracy: float = 0.999 in 0.0..1.0 "stop once held-out accuracy reaches it"
+    param target_accuracy: float? = 0.999 in 0.0..1.0 "stop once held-out accuracy reaches it"
     param time_limit_s: float
     param device: enum = auto in [auto, cpu, cuda]
     param dtype: enum = auto in [auto, float32, bfloat16] "auto: bf16 autocast on GPU, fp32 on CPU"

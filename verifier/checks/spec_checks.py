@@ -15,23 +15,24 @@ from ..target import Target
 _TYPES = {int: "int", float: "float", bool: "bool", str: "str"}
 
 
-def _describe(annotation: Any, default: Any) -> tuple[str, Any, tuple | None]:
-    """(spec type, default, enum choices) of a config field's annotation."""
+def _describe(annotation: Any, default: Any) -> tuple[str, Any, tuple | None, bool]:
+    """(spec type, default, enum choices, whether None is a value) of a config field's annotation."""
     if isinstance(annotation, str):
         annotation = eval(annotation, vars(typing))  # noqa: S307  dataclass fields under `from __future__ import annotations`
     args = typing.get_args(annotation)
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+    nullable = typing.get_origin(annotation) in (typing.Union, types.UnionType) and type(None) in args
+    if nullable:
         annotation = next(a for a in args if a is not type(None))
         args = typing.get_args(annotation)
     if typing.get_origin(annotation) is typing.Literal:
-        return "enum", default, tuple(args)
+        return "enum", default, tuple(args), nullable
     if typing.get_origin(annotation) in (tuple, list):
-        return "ints", tuple(default) if default is not None else None, None
-    return _TYPES.get(annotation, repr(annotation)), default, None
+        return "ints", tuple(default) if default is not None else None, None, nullable
+    return _TYPES.get(annotation, repr(annotation)), default, None, nullable
 
 
-def config_fields(cls: type) -> dict[str, tuple[str, Any, tuple | None]]:
-    """name -> (type, default, choices) of a pydantic model or a dataclass."""
+def config_fields(cls: type) -> dict[str, tuple[str, Any, tuple | None, bool]]:
+    """name -> (type, default, choices, nullable) of a pydantic model or a dataclass."""
     if dataclasses.is_dataclass(cls):
         hints = typing.get_type_hints(cls)
         out = {}
@@ -45,7 +46,7 @@ def config_fields(cls: type) -> dict[str, tuple[str, Any, tuple | None]]:
 
 def _compare(group: str, declared: dict, fields: dict) -> list[str]:
     problems = []
-    for name, (typ, default, choices) in fields.items():
+    for name, (typ, default, choices, nullable) in fields.items():
         p = declared.get(name)
         if p is None:
             problems.append(f"{group}.{name} is a config field the spec's {group} lacks")
@@ -54,6 +55,10 @@ def _compare(group: str, declared: dict, fields: dict) -> list[str]:
             problems.append(f"{group}.{name}: spec says {p.type}, config says {typ}")
         if (p.default if p.type != "ints" else tuple(p.default or ())) != default:
             problems.append(f"{group}.{name}: spec default {p.default!r}, config default {default!r}")
+        if nullable and default is not None and not p.optional:
+            problems.append(f"{group}.{name}: the config takes null (Optional), the spec refuses it: declare `{typ}?`")
+        if p.optional and not nullable:
+            problems.append(f"{group}.{name}: the spec declares `{typ}?`, the config never takes null")
         if choices is not None and set(p.allowed or ()) != set(choices):
             problems.append(f"{group}.{name}: spec choices {sorted(p.allowed or ())}, config {sorted(choices)}")
     problems += [f"{group}.{name} is declared in the spec but not a config field" for name in declared
