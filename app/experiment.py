@@ -59,9 +59,10 @@ class Experiment(BaseModel):
     gate: bool = True
     headline: bool = False                 # its bf16 checkpoint is committed (results/checkpoints/)
     ablation_of: Optional[str] = None      # the run this one changes one field of
+    seed_of: Optional[str] = None          # the run this one repeats with another train.seed
 
     def role(self) -> dict:
-        return {"headline": self.headline, "ablation_of": self.ablation_of}
+        return {"headline": self.headline, "ablation_of": self.ablation_of, "seed_of": self.seed_of}
 
     @classmethod
     def load(cls, path: str | Path) -> "Experiment":

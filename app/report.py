@@ -5,7 +5,9 @@
     write_report(results/)     figures + REPORT.md from the results JSON alone
 
 What a run is for comes from its experiment file, never from its name: `headline: true` marks
-the run whose checkpoint is committed, `ablation_of: NAME` a run that changes one field of NAME.
+the run whose checkpoint is committed, `ablation_of: NAME` a run that changes one field of NAME,
+`seed_of: NAME` a run that repeats NAME's recipe with another seed. Collecting adds runs to the
+results already committed (a run of the same name replaces its entry); it never drops others.
 """
 from __future__ import annotations
 
@@ -49,7 +51,7 @@ def _length_entry(name: str, r: dict, ckpt: str) -> dict:
     entry = {"order": fmt, **_merge(ev.get("random"), ev.get("long") if fmt == "reversed" else None),
              "checkpoint": ckpt, "params": r["train"]["params"], "train_seconds": r["train"]["time_s"],
              "train_steps": r["train"]["steps"], "device": r["train"].get("device_name", r["train"].get("device")),
-             "ablation_of": _role(r).get("ablation_of")}
+             "ablation_of": _role(r).get("ablation_of"), "seed_of": _role(r).get("seed_of")}
     if fmt != "reversed":
         entry["loops"] = ev.get("random", {}).get("loops_by_digits")
     if "unequal" in ev and fmt == "reversed":
@@ -74,7 +76,7 @@ def _halting_rows(reports: list[dict]) -> list[dict]:
 
 def _tables(runs_data: dict[str, dict]) -> dict[str, Any]:
     """The results JSON files' contents, from every run's results.json."""
-    length, normal, loops, halting, ablations = {}, {}, {}, {}, []
+    length, normal, loops, halting, ablations, seeds = {}, {}, {}, {}, [], {}
     bases = {_role(r).get("ablation_of") for r in runs_data.values()} - {None}
     for name, r in runs_data.items():
         ev = r["evals"]
@@ -91,13 +93,37 @@ def _tables(runs_data: dict[str, dict]) -> dict[str, Any]:
         for key in ("halting", "wait"):
             if isinstance(ev.get(key), list):
                 halting[f"{name}:{key}"] = _halting_rows(ev[key])
+        if _role(r).get("seed_of"):
+            seeds.setdefault(_role(r)["seed_of"], {})[name] = {
+                "seed": r["config"]["train"]["seed"], "train_steps": r["train"]["steps"],
+                "device": r["train"].get("device_name", r["train"].get("device")),
+                "evals": {k: {"accuracy_by_digits": v["accuracy_by_digits"], "n_per_bucket": v["n_per_bucket"]}
+                          for k, v in ev.items() if isinstance(v, dict)}}
         if _role(r).get("ablation_of") or name in bases:
             ablations.append({"name": name, "description": r["description"],
                               "accuracy_by_digits": ev.get("random", {}).get("accuracy_by_digits", {}),
                               "params": r["train"]["params"], "model": r["config"]["model"],
                               "ablation_of": _role(r).get("ablation_of")})
     return {"length_generalization": {"models": length}, "normal_order": normal, "test_time_loops": loops,
-            "adaptive_halting": halting, "ablations": ablations}
+            "adaptive_halting": halting, "ablations": ablations, "seeds": seeds}
+
+
+def _added(old: Any, new: Any) -> Any:
+    """`new` added to what a results file already holds: a run of the same name replaces its
+    entry, every other entry stays."""
+    if isinstance(old, list):                       # ablations: a list of named entries
+        names = {a["name"] for a in new}
+        return [a for a in old if a["name"] not in names] + new
+    if not isinstance(old, dict):
+        return new
+    if "models" in old:                             # length_generalization
+        return {**old, "models": {**old["models"], **new.get("models", {})}}
+    # seeds: base run -> {run: entry}, merged per base; the other tables: run name -> entry
+    return {**old, **{k: {**old[k], **v} if k in old and _is_seed_group(v) else v for k, v in new.items()}}
+
+
+def _is_seed_group(v: Any) -> bool:
+    return isinstance(v, dict) and bool(v) and all(isinstance(x, dict) and "seed" in x for x in v.values())
 
 
 def collect(runs: Path, results: Path) -> dict[str, Path]:
@@ -110,6 +136,8 @@ def collect(runs: Path, results: Path) -> dict[str, Path]:
     written: dict[str, Path] = {}
     for fname, data in _tables(runs_data).items():
         written[fname] = results / f"{fname}.json"
+        if written[fname].exists():
+            data = _added(_load(written[fname]), data)
         written[fname].write_text(json.dumps(data, indent=1) + "\n")
     for name, r in runs_data.items():
         if _role(r).get("headline"):
@@ -158,7 +186,7 @@ def _length_figure(plt, results: Path) -> Path:
     lg = _load(results / "length_generalization.json")["models"]
     series = [(name, [int(d) for d in sorted(m["accuracy_by_digits"], key=int)],
                [100 * m["accuracy_by_digits"][d] for d in sorted(m["accuracy_by_digits"], key=int)])
-              for name, m in lg.items() if not m.get("ablation_of")]
+              for name, m in lg.items() if not (m.get("ablation_of") or m.get("seed_of"))]
     fig, ax = plt.subplots(figsize=(8, 4))
     _lines(ax, series)
     ax.axvspan(1, 4, color="grey", alpha=0.15, label="trained (1-4 digits)")
@@ -232,14 +260,17 @@ def length_table(results: Path, digits: tuple[int, ...] = DIGITS) -> str:
     sep = "|---|---|---|" + "---|" * len(digits)
     rows = [f"| {name} | {m['order']} | {m['params']:,} | " + " | ".join(_pct(m["accuracy_by_digits"].get(str(d)))
                                                                      for d in digits) + " |"
-            for name, m in lg.items() if not m.get("ablation_of")]
+            for name, m in lg.items() if not (m.get("ablation_of") or m.get("seed_of"))]
     return "\n".join([head, sep, *rows])
 
 
 def _devices(results: Path) -> str:
     lg = _load(results / "length_generalization.json")["models"]
-    names = sorted({str(m["device"]) for m in lg.values() if m.get("device")})
-    return " and ".join(names) if names else "a device the results do not record"
+    count: dict[str, int] = {}
+    for m in lg.values():
+        key = str(m["device"]) if m.get("device") else "a device the run did not record"
+        count[key] = count.get(key, 0) + 1
+    return " and ".join(f"{d} ({n} run{'s' * (n > 1)})" for d, n in sorted(count.items())) or "no device"
 
 
 def _normal_section(normal: dict) -> list[str]:
@@ -288,6 +319,22 @@ def _ablation_section(abl: list) -> list[str]:
     return lines + [""]
 
 
+def _seeds_section(seeds: dict) -> list[str]:
+    lines = ["## Seeds (the same recipe, another train.seed)", ""]
+    for base, runs in seeds.items():
+        cells = sorted({(e, d) for r in runs.values() for e, ev in r["evals"].items() for d in ev["accuracy_by_digits"]},
+                       key=lambda c: (c[0] != "random", c[0], int(c[1])))
+        lines += [f"Repeats of {base}:", "", "| run | seed | steps | " + " | ".join(f"{e} {d}" for e, d in cells) + " |",
+                  "|---|---|---|" + "---|" * len(cells)]
+        lines += [f"| {name} | {r['seed']} | {r['train_steps']} | " + " | ".join(
+            _pct(r["evals"].get(e, {}).get("accuracy_by_digits", {}).get(d)) for e, d in cells) + " |"
+            for name, r in sorted(runs.items(), key=lambda x: x[1]["seed"])]
+        n = sorted({n for r in runs.values() for ev in r["evals"].values() for n in ev["n_per_bucket"].values()})
+        worst = min(a for r in runs.values() for ev in r["evals"].values() for a in ev["accuracy_by_digits"].values())
+        lines += ["", f"n = {', '.join(map(str, n))} problems per cell; the worst cell over {len(runs)} seeds: {_pct(worst)}%.", ""]
+    return lines
+
+
 def write_report(results: Path) -> Path:
     figures(results)
     thinking_trace_figure(results)
@@ -301,8 +348,9 @@ def write_report(results: Path) -> Path:
             lines += [f"Unequal operand lengths ({name}): " + ", ".join(
                 f"{d}: {_pct(a)}%" for d, a in m["unequal"]["accuracy_by_digits"].items()), ""]
     for fname, section in (("normal_order", _normal_section), ("test_time_loops", _loops_section),
-                           ("adaptive_halting", _halting_section), ("ablations", _ablation_section)):
-        data = _load(results / f"{fname}.json")
+                           ("adaptive_halting", _halting_section), ("ablations", _ablation_section),
+                           ("seeds", _seeds_section)):
+        data = _load(results / f"{fname}.json") if (results / f"{fname}.json").exists() else None
         if data:
             lines += section(data)
     if (results / "thinking_trace.png").exists():

@@ -27,3 +27,29 @@ def test_committed_checkpoint_reproduces_its_buckets(digits):
     got = evaluate(ld.model, [digits], n, seed=0)["accuracy_by_digits"][str(digits)]
     # recorded on the H100 under bf16 autocast; here float32 on the CPU with the same bf16 weights
     assert abs(got - recorded["accuracy_by_digits"][str(digits)]) <= 0.005, got
+
+
+def test_collecting_runs_adds_to_the_results_and_never_drops_others(tmp_path):
+    import shutil
+
+    from app.report import collect, write_report
+    results = tmp_path / "results"
+    shutil.copytree(RESULTS, results, ignore=shutil.ignore_patterns("checkpoints", "*.png"))
+    before = json.loads((results / "length_generalization.json").read_text())["models"]
+    run = json.loads((results / "seeds.json").read_text())[HEADLINE]
+    name, entry = next(iter(run.items()))
+    runs = tmp_path / "runs" / "again_seed9"
+    runs.mkdir(parents=True)
+    evals = {k: {**v, "accuracy_by_carries": {}, "n_per_carries": {}} for k, v in entry["evals"].items()}
+    (runs / "results.json").write_text(json.dumps({
+        "name": "again_seed9", "description": "a repeat", "experiment": {"seed_of": HEADLINE},
+        "config": {"data": {"format": "reversed"}, "train": {"seed": 9, "depth": "fixed"}, "model": {}},
+        "train": {"params": 1, "time_s": 1.0, "steps": 10, "device_name": "test"}, "evals": evals,
+        "checkpoint": "none"}))
+    collect(tmp_path / "runs", results)
+    after = json.loads((results / "length_generalization.json").read_text())["models"]
+    assert set(after) == set(before) | {"again_seed9"}
+    seeds = json.loads((results / "seeds.json").read_text())[HEADLINE]
+    assert set(seeds) == set(run) | {"again_seed9"} and seeds["again_seed9"]["seed"] == 9
+    report = write_report(results).read_text()
+    assert "| again_seed9 | 9 | 10 |" in report and length_table(results) == length_table(RESULTS)
