@@ -20,7 +20,8 @@ import torch
 from bench.common import device_kind, record, table
 from kernels import dispatch
 from looplm import checkpoint
-from looplm.evaluate import evaluate
+from looplm.data import make_batch, problems
+from looplm.evaluate import evaluate, score
 
 HEADLINE = Path("results/checkpoints/looplm_reversed_all_loops.pt")
 
@@ -34,6 +35,35 @@ def timed(model, digits: int, n: int, backend: str) -> tuple[float, dict]:
     return time.perf_counter() - t0, report
 
 
+def disagreements(model, digits: int, n: int) -> list[dict]:
+    """The problems the two backends score differently (the eval's own draw, seed 0): for each,
+    the first answer position where their argmax differs and each path's top-2 logit margin
+    there (a margin near 0 is a near-tie that rounding may flip; a large one is a wrong kernel)."""
+    probs = problems(n, digits, digits, seed=digits, split="val")     # evaluate(seed=0) draws these
+    right = {}
+    for b in ("reference", "cutile"):
+        with dispatch.use(b):
+            right[b] = [r["correct"] for r in score(model, probs, device="cuda", token_budget=64_000_000)[0]]
+    out = []
+    for i in [i for i in range(n) if right["reference"][i] != right["cutile"][i]][:8]:
+        batch = make_batch([probs[i]], model.config.data.format, model.vocab).to("cuda")
+        logits = {}
+        for b in ("reference", "cutile"):
+            with dispatch.use(b), torch.no_grad():
+                logits[b] = model(batch.idx).logits[0].float()
+        answer = (batch.targets[0] != -100).nonzero().flatten()
+        pred = {b: v.argmax(-1) for b, v in logits.items()}
+        pos = next((int(t) for t in answer if pred["reference"][t] != pred["cutile"][t]), None)
+        row = {"index": i, "a_digits": len(str(probs[i].a)), "reference_correct": right["reference"][i],
+               "first_differing_position": pos}
+        if pos is not None:
+            for b, v in logits.items():
+                top = v[pos].topk(2).values
+                row[f"{b}_margin"] = float(top[0] - top[1])
+        out.append(row)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--ckpt", type=Path, default=HEADLINE)
@@ -41,8 +71,15 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=500)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--diff-only", action="store_true", help="only list the problems the backends disagree on")
     args = ap.parse_args()
     model = checkpoint.load(args.ckpt, map_location="cuda").model.cuda().eval()
+    if args.diff_only:
+        found = {d: disagreements(model, int(d), args.n) for d in args.digits.split(",")}
+        print(found)
+        print("wrote", record(f"eval-diff-{device_kind()}", {"checkpoint": str(args.ckpt), "n": args.n,
+                                                             "disagreements": found}, args.out))
+        return
     rows = []
     for d in (int(x) for x in args.digits.split(",")):
         secs: dict[str, list[float]] = {"reference": [], "cutile": []}
