@@ -35,6 +35,13 @@ def ignore_index(target: Target) -> int:
     return lay.ignore_index if lay is not None else -100
 
 
+def target_loss(target: Target, logits: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+    """The mean cross-entropy of logits (B, T, V) against targets (B, T), in float32, over the
+    positions the declared layout gives a target: the verifier's own statement of the loss."""
+    return torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), tgt.reshape(-1),
+                                             ignore_index=ignore_index(target))
+
+
 def real_tokens(target: Target, idx: torch.Tensor) -> torch.Tensor:
     """(B, T) bool: positions holding a token, not padding."""
     return idx != pad_id(target)

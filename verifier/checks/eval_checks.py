@@ -8,12 +8,11 @@ import itertools
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 
 from ..registry import Params, check
 from ..result import Margins, failed, passed
 from ..target import Target
-from .common import tensors
+from .common import ignore_index, real_tokens, target_loss, tensors
 from .data_checks import layout, row_tokens, split_examples
 from .taught import PER_GROUP, example_rows, taught
 
@@ -88,16 +87,13 @@ def problem_sets(target: Target, p: SetsParams):
 def _per_group(sys, target: Target, model, groups: dict, thr, L: int) -> dict:
     """Each group's figures from forward() on its problems' rows: answer loss, per-problem mean
     loops on target and on other real positions, loops run and real tokens."""
-    lay = layout(target)
-    pad = sys.encode(lay.pad)[0]
     out = {}
     for g, probs in groups.items():
         idx, tgt = tensors(example_rows(sys, [sys.render(q) for q in probs], target))
         with torch.no_grad():
             logits, _, steps = sys.forward(model, idx, tgt, loops=L, threshold=thr)
-        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), tgt.reshape(-1),
-                               ignore_index=lay.ignore_index)
-        real, ans = idx != pad, tgt != lay.ignore_index
+        loss = target_loss(target, logits, tgt)
+        real, ans = real_tokens(target, idx), tgt != ignore_index(target)
         steps = steps.float()
         per = lambda m: (steps * m).sum(1) / m.sum(1).clamp_min(1)   # noqa: E731  (B,) mean over m
         out[g] = {"loss": float(loss), "answer": per(ans).tolist(), "prompt": per(real & ~ans).tolist(),

@@ -4,14 +4,13 @@ contract methods (build, forward, loop_modules, block_pair, unrolled_pair)."""
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from typing import Optional
 
 from ..registry import Params, check
 from ..result import Margins, failed, passed
 from ..target import Target
-from .common import batch, ignore_index, tensors
+from .common import batch, target_loss, tensors
 
 
 @check("model.forward_contract")
@@ -49,8 +48,7 @@ def eval_mode_loss(target: Target, params):
         logits, loss, _ = sys.forward(model, idx, tgt)
     if loss is None:
         return failed("eval mode with targets returned no loss (an estimate_loss would crash)")
-    want = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), tgt.reshape(-1),
-                           ignore_index=ignore_index(target))
+    want = target_loss(target, logits, tgt)
     m = Margins()
     if not (torch.isfinite(loss) and m.upper("loss_error", abs(float(loss) - float(want)), 1e-4)):
         return failed(f"eval loss {float(loss):.6f} != cross-entropy of its logits {float(want):.6f}", margins=m)
@@ -85,8 +83,7 @@ def autograd_connectivity(target: Target, p: LoopParams):
     try:
         logits, _, _ = sys.forward(model, idx, tgt, loops=L)
         # the final prediction alone: a per-loop loss (every loop supervised) would hide a cut
-        F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), tgt.reshape(-1),
-                        ignore_index=ignore_index(target)).backward()
+        target_loss(target, logits, tgt).backward()
     finally:
         for h in handles:
             h.remove()
