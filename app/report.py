@@ -108,22 +108,17 @@ def _tables(runs_data: dict[str, dict]) -> dict[str, Any]:
             "adaptive_halting": halting, "ablations": ablations, "seeds": seeds}
 
 
-def _added(old: Any, new: Any) -> Any:
-    """`new` added to what a results file already holds: a run of the same name replaces its
+def _added(table: str, old: Any, new: Any) -> Any:
+    """`new` added to what results/TABLE.json already holds: a run of the same name replaces its
     entry, every other entry stays."""
-    if isinstance(old, list):                       # ablations: a list of named entries
+    if table == "ablations":                        # a list of named entries
         names = {a["name"] for a in new}
         return [a for a in old if a["name"] not in names] + new
-    if not isinstance(old, dict):
-        return new
-    if "models" in old:                             # length_generalization
-        return {**old, "models": {**old["models"], **new.get("models", {})}}
-    # seeds: base run -> {run: entry}, merged per base; the other tables: run name -> entry
-    return {**old, **{k: {**old[k], **v} if k in old and _is_seed_group(v) else v for k, v in new.items()}}
-
-
-def _is_seed_group(v: Any) -> bool:
-    return isinstance(v, dict) and bool(v) and all(isinstance(x, dict) and "seed" in x for x in v.values())
+    if table == "length_generalization":
+        return {**old, "models": {**old["models"], **new["models"]}}
+    if table == "seeds":                            # base run -> {run: entry}
+        return {**old, **{base: {**old.get(base, {}), **runs} for base, runs in new.items()}}
+    return {**old, **new}                           # run name -> entry
 
 
 def collect(runs: Path, results: Path) -> dict[str, Path]:
@@ -137,7 +132,7 @@ def collect(runs: Path, results: Path) -> dict[str, Path]:
     for fname, data in _tables(runs_data).items():
         written[fname] = results / f"{fname}.json"
         if written[fname].exists():
-            data = _added(_load(written[fname]), data)
+            data = _added(fname, _load(written[fname]), data)
         written[fname].write_text(json.dumps(data, indent=1) + "\n")
     for name, r in runs_data.items():
         if _role(r).get("headline"):
