@@ -82,10 +82,13 @@ def evaluate(model: LoopLM, digits: list[int], n: int, *, seed: int = 0, loops: 
     total)` is called as problems are scored (long evals take minutes)."""
     fmt = check_format(model, fmt)
     rows: list[dict] = []
+    loss: dict[str, float] = {}          # mean answer-token loss of each digit count's problems
     for d in digits:
         probs = problems(n, d, d, seed=seed * 7919 + d, split="val", kind=kind)
-        rows += score(model, probs, loops=loops, halting=halting, batch_size=batch_size, token_budget=token_budget,
-                      device=device, progress=progress and (lambda k: progress(len(rows) + k, n * len(digits))))[0]
+        scored, loss[str(d)] = score(model, probs, loops=loops, halting=halting, batch_size=batch_size,
+                                     token_budget=token_budget, device=device,
+                                     progress=progress and (lambda k: progress(len(rows) + k, n * len(digits))))
+        rows += scored
     by_d, by_c = defaultdict(list), defaultdict(list)
     for r in rows:
         by_d[r["digits"]].append(r)
@@ -98,6 +101,7 @@ def evaluate(model: LoopLM, digits: list[int], n: int, *, seed: int = 0, loops: 
         "accuracy_by_carries": {str(c): _mean([r["correct"] for r in by_c[c]]) for c in sorted(by_c)},
         "avg_steps_answer": _mean([r["steps_answer"] for r in rows]),
         "avg_steps_prompt": _mean([r["steps_prompt"] for r in rows]),
+        "answer_loss_by_digits": loss,
         "avg_steps_answer_by_digits": {str(d): _mean([r["steps_answer"] for r in by_d[d]]) for d in sorted(by_d)},
         "n_per_bucket": {str(d): len(by_d[d]) for d in sorted(by_d)},
         "n_per_carries": {str(c): len(by_c[c]) for c in sorted(by_c)},

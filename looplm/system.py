@@ -225,10 +225,9 @@ class LoopLMSystem:
         probs = {str(k): data.problems(n, k, k, seed=seed * 7919 + k, split="val") for k in digits}
         with dispatch.use("reference"):
             report = evaluate.evaluate(model, digits, n, seed=seed)
-            loss = {g: evaluate.score(model, ps)[1] for g, ps in probs.items()}   # the trace's val_loss
         out = {"accuracy": report["accuracy_by_digits"], "problems": probs, "counts": report["n_per_bucket"],
-               "claim": claim_digits,
-               "loops": report["loops"], "loss": loss, "steps_answer": report["avg_steps_answer_by_digits"],
+               "claim": claim_digits, "loops": report["loops"], "loss": report["answer_loss_by_digits"],
+               "steps_answer": report["avg_steps_answer_by_digits"],
                "steps_prompt": report["avg_steps_prompt"], "applications_saved": report["applications_saved"]}
         # the policy in forward()'s terms; wait-to-think's second threshold has none (figures unchecked)
         stated = {"fixed": None, "entropy": policy.threshold, "gate": policy.gate_threshold}
