@@ -3,6 +3,14 @@
     python -m bench.mutation_score [--n 320] [--workers 2] [--seed 0]
     python -m bench.mutation_score --from-progress /tmp/mscore-progress-*.json   # a stopped run
 
+On a machine with more cores (the GPU host's 16, with a minimal install: cosmic-ray, parso,
+stevedore, attrs), draw here, run there in calls of under ten minutes, score here:
+
+    python -m bench.mutation_score --n 300 --seed 2 --plan-out plan.json
+    python -m bench.mutation_score --mutants plan.json --workers 16 --deadline-s 420 \
+        --done rows-*.json --rows-out rows-K.json                     # repeat until every row is run
+    python -m bench.mutation_score --mutants plan.json --from-progress rows-*.json --seed 2
+
 cosmic-ray enumerates every mutant its core operators make of the system under test
 (looplm/{model,data,train,checkpoint,evaluate}.py and kernels/*.py); a seeded sample of N,
 stratified by file (each file's share of the sample is its share of all mutants), is run, each
@@ -118,16 +126,32 @@ def run_one(copy: Path, m: dict, timeout: float) -> dict:
 
 
 def _worker(args) -> list[dict]:
-    index, todo, timeout = args
+    index, todo, timeout, deadline, progress_dir = args
     copy = tree_copy(Path(tempfile.mkdtemp(prefix=f"mscore{index}-")))
-    os.environ["PYTHONPATH"] = str(copy)
+    os.environ.update(PYTHONPATH=str(copy), OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")  # a CPU verify per core
     out = []
     for m in todo:
+        if deadline is not None and time.time() > deadline:       # a later call runs the rest (--done)
+            break
         out.append(run_one(copy, m, timeout))
         print(f"[{index}] {out[-1]['file']}:{out[-1]['line']} {out[-1]['operator']} -> {out[-1]['outcome']} "
               f"{out[-1]['failed_steps'][:3]}", flush=True)
-        (copy.parent / f"mscore-progress-{index}.json").write_text(json.dumps(out))
+        (Path(progress_dir or copy.parent) / f"mscore-progress-{index}.json").write_text(json.dumps(out))
     return out
+
+
+def baseline(timeout: float) -> list[str]:
+    """The unmutated tree through the same command: the configs whose verify fails (none, or
+    every mutant would count as killed)."""
+    copy = tree_copy(Path(tempfile.mkdtemp(prefix="mscore-clean-")))
+    env = {**os.environ, "PYTHONPATH": str(copy), "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    bad = []
+    for c in CONFIGS:
+        cmd = [sys.executable, "-m", "app.cli", "verify", *(["--config", c] if c else [])]
+        if subprocess.run(cmd, cwd=copy, env=env, capture_output=True, timeout=timeout).returncode != 0:
+            bad.append(c or "default")
+    shutil.rmtree(copy, ignore_errors=True)
+    return bad
 
 
 def verdicts() -> dict:
@@ -154,12 +178,24 @@ def _rows(args) -> tuple[list[dict], int, dict | None, list]:
     """(mutant rows, all mutants, partial-run note, earlier passes) for the chosen mode."""
     partial, history = None, []
     if args.from_progress:
-        rows = [r for f in args.from_progress for r in json.loads(f.read_text())]
+        rows = list({key(r): r for f in args.from_progress for r in json.loads(f.read_text())}.values())
+        if args.mutants:                        # the shares of a drawn sample, run elsewhere (--rows-out)
+            plan = json.loads(args.mutants.read_text())
+            total, missing = plan["all_mutants"], {key(m) for m in plan["mutants"]} - {key(r) for r in rows}
+            rows = sorted((r for r in rows if key(r) in {key(m) for m in plan["mutants"]}), key=key)
+            if missing:
+                partial = {"planned_sample": len(plan["mutants"]), "ran": len(rows),
+                           "note": f"{len(missing)} mutants of the drawn sample were not run"}
+            return rows, total, partial, history
         with tempfile.TemporaryDirectory() as tmp:
             total = len(enumerate_mutants(tree_copy(Path(tmp))))
         partial = {"planned_sample": args.n, "ran": len(rows),
                    "note": "a stopped run: each worker ran its share in file order, so the later files are "
                            "under-represented"}
+    elif args.mutants:
+        plan = json.loads(args.mutants.read_text())
+        done = {key(r) for f in args.done for r in json.loads(f.read_text())}
+        rows, total = _run_all([m for m in plan["mutants"] if key(m) not in done], args), plan["all_mutants"]
     elif args.rescore or args.rerun_survivors:
         old = json.loads((args.rescore or args.rerun_survivors).read_text())
         rows, total = old["mutants"], old.get("all_mutants")
@@ -177,9 +213,16 @@ def _rows(args) -> tuple[list[dict], int, dict | None, list]:
 
 
 def _run_all(todo: list[dict], args) -> list[dict]:
-    parts = [(i, todo[i::args.workers], args.timeout) for i in range(args.workers)]
-    with mp.get_context("spawn").Pool(args.workers) as pool:
-        return [r for part in pool.map(_worker, parts) for r in part]
+    deadline = time.time() + args.deadline_s if args.deadline_s else None
+    parts = [(i, todo[i::args.workers], args.timeout, deadline, args.progress_dir) for i in range(args.workers)]
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(1) as clean, ctx.Pool(args.workers) as pool:
+        base = clean.apply_async(baseline, (args.timeout,))      # beside the mutants: one more process
+        rows = [r for part in pool.map(_worker, parts) for r in part]
+        bad = base.get()
+    if bad:
+        raise SystemExit(f"the unmutated tree fails verify on {bad}: no mutant outcome here means anything")
+    return rows
 
 
 def _rerun(rows: list[dict], args) -> list[dict]:
@@ -194,6 +237,17 @@ def _rerun(rows: list[dict], args) -> list[dict]:
     return sorted([redone.get(key(r), r) for r in rows] + [redone[key(m)] for m in new], key=key)
 
 
+def plan_sample(args) -> None:
+    """Draw the sample here (cosmic-ray's init needs its full install) so that a machine with
+    more cores and a minimal install runs it: `--mutants PLAN [--done ROWS...] --rows-out ROWS`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        everything = enumerate_mutants(tree_copy(Path(tmp)))
+    chosen = sample(everything, args.n, args.seed)
+    args.plan_out.write_text(json.dumps({"seed": args.seed, "n": args.n, "all_mutants": len(everything),
+                                         "mutants": chosen}))
+    print(f"wrote {len(chosen)} of {len(everything)} mutants (seed {args.seed}) to {args.plan_out}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=320)
@@ -205,10 +259,22 @@ def main() -> None:
                     help="score the rows a stopped run left in its mscore-progress-*.json files (recorded as partial)")
     ap.add_argument("--rerun-survivors", type=Path, help="run a results JSON's survivors again (after the checks "
                                                           "changed: checks only added, so a killed mutant stays killed)")
+    ap.add_argument("--plan-out", type=Path, help="only draw the sample (--n, --seed) and write it here")
+    ap.add_argument("--mutants", type=Path, help="run this drawn sample (a --plan-out file) instead of drawing one")
+    ap.add_argument("--done", type=Path, nargs="*", default=[], help="with --mutants: rows already run, skipped")
+    ap.add_argument("--rows-out", type=Path, help="write the raw rows here and score nothing (another machine's share)")
+    ap.add_argument("--deadline-s", type=float, help="start no mutant after this many seconds (the rest: --done)")
+    ap.add_argument("--progress-dir", type=Path, help="where workers write mscore-progress-*.json (default: /tmp)")
     args = ap.parse_args()
+    if args.plan_out:
+        return plan_sample(args)
     from looplm.provenance import git_commit
     started_at = git_commit()      # the tree the mutants were cut from (a run takes an hour; HEAD may move)
     rows, total, partial, history = _rows(args)
+    if args.rows_out:
+        args.rows_out.write_text(json.dumps(rows))
+        print(f"wrote {len(rows)} rows to {args.rows_out}")
+        return
     s = score(rows)
     table("mutation score of looplm verify", ("outcome", "mutants"), sorted(s["outcomes"].items()))
     print(f"score {s['score']:.1%}: {s['killed']} of {s['non_equivalent']} non-equivalent mutants killed "

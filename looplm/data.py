@@ -11,11 +11,10 @@ Formats, for 123 + 456 = 579:
 """
 from __future__ import annotations
 
-import itertools
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Literal
 
 import torch
 
@@ -97,7 +96,7 @@ def _adversarial(rng: random.Random, n: int, kind: Kind) -> Problem:
         return Problem(a, b) if rng.random() < 0.5 else Problem(b, a)
     a_d = [rng.randint(1, 9)] + [rng.randint(0, 9) for _ in range(n - 1)]   # least significant first
     if n > 1:
-        a_d[-1] = rng.randint(1, 9)  # no leading zero
+        a_d[-1] = rng.randint(1, 8)  # no leading zero in a, nor in b (its top digit is 9 - a's)
     b_d = [10 - a_d[0]] + [9 - x for x in a_d[1:]]
     if kind == "decoy" and n >= 3:
         m = rng.randint(1, n - 2)
@@ -155,13 +154,6 @@ def train_batch(step: int, batch_size: int, min_digits: int, max_digits: int, fm
     rng = random.Random(seed * 1_000_003 + step)
     drawn = [sample(rng, min_digits, max_digits, "train") for _ in range(batch_size * world)]
     return make_batch(drawn[rank * batch_size:(rank + 1) * batch_size], fmt)
-
-
-def train_batches(batch_size: int, min_digits: int, max_digits: int, fmt: Format, seed: int,
-                  rank: int = 0, world: int = 1, start: int = 0) -> Iterator[Batch]:
-    """`train_batch` for steps start, start + 1, ... forever."""
-    for step in itertools.count(start):
-        yield train_batch(step, batch_size, min_digits, max_digits, fmt, seed, rank, world)
 
 
 class CharCorpus:

@@ -19,6 +19,7 @@ import torch
 from kernels import dispatch
 
 from . import checkpoint, data, evaluate, kernel_inputs, train
+from .distributed import World
 from .config import GROUPS, Config, HaltingConfig
 from .model import LoopLM
 from .positions import significance
@@ -78,6 +79,8 @@ class LoopLMSystem:
                        # a normal-order prompt digit's significance counts the digits after it
                        "bidirectional_prompt": m.prefix_bidirectional or self.config.data.format == "normal"},
             "grad_clip": t.grad_clip or None,
+            # the checks train on the CPU, where 'auto' means float32 (bf16 autocast is for GPUs)
+            "compute_dtype": "bfloat16" if t.dtype == "bfloat16" else "float32",
             "schedule": {"kind": "warmup_cosine", "lr": t.lr, "warmup": t.warmup_iters, "total": t.max_iters,
                          "min_lr": t.lr * t.min_lr_ratio},
             "depth": {"kind": t.depth, "loops": c.model.n_loops, "stages": list(t.curriculum), "total": t.max_iters,
@@ -130,13 +133,12 @@ class LoopLMSystem:
         return model.lm_head
 
     # ---- data and task -------------------------------------------------------------------
-    def train_batches(self, batch_size: int, seed: int):
-        if self.corpus is None:
-            d = self.config.data
-            return data.train_batches(batch_size, d.min_digits, d.max_digits, d.format, seed)
-        # the training loop's own (idx, targets) of steps 0, 1, ... (Run.batch: a function of seed and step)
-        run = train.setup(self.check.override(train={"batch_size": batch_size, "seed": seed, "device": "cpu"}),
-                          None, False, None)
+    def train_batches(self, batch_size: int, seed: int, rank: int = 0, world: int = 1):
+        """The training loop's own (idx, targets) of steps 0, 1, ... on `rank` of `world`
+        data-parallel ranks (Run.batch: a function of seed, step and rank): the checks read the
+        stream training trains on, not a second generator that could drift from it."""
+        cfg = self.check.override(train={"batch_size": batch_size, "seed": seed, "device": "cpu"})
+        run = train.setup(cfg, None, False, World(rank, world, rank, torch.device("cpu"), False))
         return (run.batch(step) for step in itertools.count())
 
     def decode(self, ids) -> str:
@@ -154,6 +156,13 @@ class LoopLMSystem:
         if self.config.data.format == "reversed":
             return int(a[::-1]) + int(b[::-1]) == int(answer[::-1])
         return int(a) + int(b) == int(answer) and len(answer) == max(len(a), len(b)) + 1
+
+    def held_out(self, prompt: str) -> bool:
+        """data.held_out on the operands as written (reversed order: digits read back)."""
+        self._scores_problems("task")
+        a, b = _PROBLEM.match(prompt).groups()
+        flip = (lambda s: s[::-1]) if self.config.data.format == "reversed" else (lambda s: s)  # noqa: E731
+        return data.held_out(int(flip(a)), int(flip(b)))
 
     # ---- training ------------------------------------------------------------------------
     def optimizer(self, model: LoopLM):
@@ -351,10 +360,12 @@ def _columns(p) -> list[int]:
 
 
 def claim_chain(p) -> Optional[str]:
-    """One carry ripples through all n columns: a + b = 10^n, n carries."""
+    """Two n-digit operands; one carry ripples through all n columns: a + b = 10^n, n carries."""
     n = len(_columns(p))
     if p.a + p.b != 10 ** n:
         return f"a + b = {p.a + p.b}, not 10^{n}"
+    if len(str(p.a)) != n or len(str(p.b)) != n:       # an 'n-digit' figure is measured on n-digit operands
+        return f"operands of {len(str(p.a))} and {len(str(p.b))} digits, not {n} each"
     return claim_carries(p) or (None if p.carries == n else f"{p.carries} carries, not {n}")
 
 

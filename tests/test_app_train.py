@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from looplm.config import Config
-from looplm.data import train_batches
+from looplm.data import train_batch
 from looplm.train import train
 
 # 2 ranks x 16 problems = one process with 32: a few steps of a small model
@@ -37,9 +37,9 @@ def trace_losses(run: Path) -> list[float]:
 
 
 def test_ranks_draw_disjoint_slices_of_one_global_stream():
-    one = next(train_batches(8, 1, 4, "reversed", seed=5))
-    r0 = next(train_batches(4, 1, 4, "reversed", seed=5, rank=0, world=2))
-    r1 = next(train_batches(4, 1, 4, "reversed", seed=5, rank=1, world=2))
+    one = train_batch(0, 8, 1, 4, "reversed", seed=5)
+    r0 = train_batch(0, 4, 1, 4, "reversed", seed=5, rank=0, world=2)
+    r1 = train_batch(0, 4, 1, 4, "reversed", seed=5, rank=1, world=2)
     assert [p.a for p in r0.problems] + [p.a for p in r1.problems] == [p.a for p in one.problems]
 
 

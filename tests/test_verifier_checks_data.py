@@ -3,7 +3,7 @@ as the design declares; a stream that ignores its step or cuts its window fails.
 from pathlib import Path
 
 import dsl
-from looplm import data
+from looplm import data, train
 from verifier import load_target, run
 
 CHARS = Path(__file__).resolve().parents[1] / "examples" / "configs" / "coverage_chars.json"
@@ -21,9 +21,21 @@ def test_the_bundled_streams_pass_addition_and_a_character_corpus():
 
 def test_a_stream_that_ignores_its_step_fails(monkeypatch):
     real = data.train_batch
-    monkeypatch.setattr(data, "train_batch", lambda step, *a, **k: real(step // 2, *a, **k))
+    monkeypatch.setattr(train, "train_batch", lambda step, *a, **k: real(step // 2, *a, **k))
     step = _step()
     assert step.status == "fail" and "repeats batch" in step.message, step.message
+
+
+def test_data_parallel_ranks_that_share_or_cut_a_batch_fail(monkeypatch):
+    real = data.train_batch
+    monkeypatch.setattr(train, "train_batch", lambda step, b, lo, hi, fmt, seed, rank=0, world=1:
+                        real(step, b, lo, hi, fmt, seed))                       # every rank: rank 0's batch
+    step = _step()
+    assert step.status == "fail" and "both ranks get the same batch" in step.message, step.message
+    monkeypatch.setattr(train, "train_batch", lambda step, b, lo, hi, fmt, seed, rank=0, world=1:
+                        real(step, b - rank, lo, hi, fmt, seed, rank, world))   # rank 1: a row short
+    step = _step()
+    assert step.status == "fail" and "and rank 1 15, not 16 each" in step.message, step.message
 
 
 def test_a_corpus_window_cut_short_fails(monkeypatch):

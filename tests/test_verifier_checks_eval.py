@@ -29,6 +29,14 @@ def test_a_leaking_split_fails(monkeypatch):
     assert step.status == "fail" and "appear in the training batches" in step.message
 
 
+def test_a_swapped_split_fails_though_train_and_eval_stay_disjoint(monkeypatch):
+    real = data.sample
+    swap = {"train": "val", "val": "train"}
+    monkeypatch.setattr(data, "sample", lambda rng, lo, hi, split, kind="random": real(rng, lo, hi, swap[split], kind))
+    step = _step()
+    assert step.status == "fail" and "not held out by the system's own rule" in step.message, step.message
+
+
 def _report_step(monkeypatch=None, **patch):
     from looplm import evaluate
     for name, fn in patch.items():

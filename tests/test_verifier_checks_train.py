@@ -61,12 +61,26 @@ def test_the_log_must_record_the_evaluations_reported(tmp_path):
     import json
 
     from verifier.checks.train_checks import log_problem
+    from verifier.contract import Design
+    d = Design(loops=4)
     log = tmp_path / "trace.jsonl"
-    assert log_problem("s", {"checkpoint": "c"}, [10, 12]) is None          # a system that keeps no log
-    assert "never wrote" in log_problem("s", {"log": str(log)}, [10, 12])
+    assert log_problem("s", {"checkpoint": "c"}, [10, 12], d, 12) is None          # a system that keeps no log
+    assert "never wrote" in log_problem("s", {"log": str(log)}, [10, 12], d, 12)
     log.write_text("".join(json.dumps({"step": s, "accuracy": 0.5}) + "\n" for s in (10, 12)))
-    assert log_problem("s", {"log": str(log)}, [10, 12]) is None
-    assert "steps [10, 12], it reported [12]" in log_problem("s", {"log": str(log)}, [12])
+    assert log_problem("s", {"log": str(log)}, [10, 12], d, 12) is None
+    assert "steps [10, 12], it reported [12]" in log_problem("s", {"log": str(log)}, [12], d, 12)
+
+
+def test_the_logged_rate_and_loops_must_be_those_of_the_step_before_the_evaluation():
+    from verifier.checks.train_checks import declared_lr, logged_schedule_problem
+    from verifier.contract import Depth, Design, Schedule
+    sched = Schedule(kind="warmup_cosine", lr=1e-3, warmup=5, total=100, min_lr=1e-4)
+    d = Design(loops=4, schedule=sched, depth=Depth(kind="curriculum", stages=[2, 4], total=100))
+    at = lambda s: declared_lr(sched.model_copy(update={"total": 12}), s)  # noqa: E731
+    good = [{"step": 6, "lr": at(5), "loops": 2}, {"step": 12, "lr": at(11), "loops": 4}]
+    assert logged_schedule_problem("s", good, d, 12) is None
+    assert "lr" in logged_schedule_problem("s", [{"step": 6, "lr": at(6), "loops": 2}], d, 12)     # one step late
+    assert "loops" in logged_schedule_problem("s", [{"step": 6, "lr": at(5), "loops": 4}], d, 12)  # next stage's
 
 
 def test_resuming_a_finished_run_must_be_refused(tmp_path):

@@ -123,6 +123,9 @@ class Design(_Decl):
     # the training loop ends at its first evaluation whose accuracy reaches this (None: never early)
     stop_accuracy: Optional[float] = Field(None, gt=0, le=1)
     frozen: list[str] = []                          # parameters the optimizer must not change
+    # the dtype the check-size training (train_step, train_run(small=True), on the CPU) computes
+    # in: float32, or a half type under autocast (None: not declared)
+    compute_dtype: Optional[Literal["float32", "bfloat16", "float16"]] = None
     trained_format: Optional[str] = None            # the data format the configured run trains on
     formats: list[str] = []                         # every data format the system can write
     check_size: str = ""                            # what build() shrinks, and why
@@ -199,8 +202,10 @@ class LoopedSystem(Protocol):
         """The module that maps a loop's state to logits (one call per prediction)."""
 
     # ---- data
-    def train_batches(self, batch_size: int, seed: int) -> Iterator[Any]:
-        """The training pipeline's batches: objects with .idx and .targets (B, T), or pairs."""
+    def train_batches(self, batch_size: int, seed: int, rank: int = 0, world: int = 1) -> Iterator[Any]:
+        """The training loop's own batches of steps 0, 1, ...: objects with .idx and .targets
+        (B, T), or pairs. `rank` of `world` data-parallel ranks: that rank's batch of each step
+        (a pipeline that shards nothing may leave rank and world out of its signature)."""
 
     def decode(self, ids: Sequence[int]) -> str: ...
 
@@ -209,6 +214,11 @@ class LoopedSystem(Protocol):
     # ---- task: an oracle for one example
     def check_example(self, prompt: str, answer: str) -> bool:
         """Is `answer` (without the end token) a correct answer to `prompt` (ending with prompt_end)?"""
+
+    def held_out(self, prompt: str) -> bool:
+        """Optional: does the example with this prompt belong to the held-out split (the plain
+        eval set draws only such problems; training never does)? Stated from the split's rule,
+        not by asking the sampler."""
 
     # ---- training: the real step, the one the system's own training loop calls
     def optimizer(self, model: Any) -> Any: ...

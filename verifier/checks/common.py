@@ -3,7 +3,7 @@ the verifier's own float64 halting scores (independent of the system's implement
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 import torch
 
@@ -79,6 +79,36 @@ def counting_calls(modules) -> Iterator[list[int]]:
     finally:
         for h in handles:
             h.remove()
+
+
+@contextlib.contextmanager
+def output_dtypes() -> Iterator[set[str]]:
+    """The floating dtypes of every module's tensor outputs while the block runs (a global
+    forward hook: it sees modules built inside the block too, e.g. by the system's own loop)."""
+    seen: set[str] = set()
+
+    def hook(mod, args, out):
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor) and t.is_floating_point():
+                seen.add(str(t.dtype).removeprefix("torch."))
+    handle = torch.nn.modules.module.register_module_forward_hook(hook)
+    try:
+        yield seen
+    finally:
+        handle.remove()
+
+
+def dtype_problem(seen: set[str], declared: Optional[str], where: str) -> Optional[str]:
+    """Why the module outputs `seen` contradict the declared compute dtype (None: they agree, or
+    nothing is declared): a float32 run computes no half-precision output; a bfloat16 run some."""
+    if declared is None or not seen:
+        return None
+    half = sorted(seen & {"bfloat16", "float16"})
+    if declared == "float32" and half:
+        return f"{where} computes in {', '.join(half)}, the design declares float32: a silent autocast"
+    if declared != "float32" and declared not in seen:
+        return f"{where} computes in {', '.join(sorted(seen))}, never {declared} as the design declares"
+    return None
 
 
 def to(x: Any, device: torch.device) -> Any:

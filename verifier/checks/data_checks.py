@@ -7,8 +7,11 @@ correct pipeline of another design is no alarm.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import itertools
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
+
+import torch
 
 from ..contract import Layout
 from ..registry import Params, check
@@ -136,6 +139,23 @@ def _digests(sys: Any, p: FreshParams, seed: int) -> list[tuple[tuple, str]]:
     return out
 
 
+def shard_problem(sys: Any, p: FreshParams, seed: int) -> Optional[str]:
+    """Why rank 0 and rank 1 of two data-parallel ranks do not each get a full, different batch at
+    every step (None: they do, or the pipeline takes no rank/world and shards nothing)."""
+    params = inspect.signature(sys.train_batches).parameters
+    if not {"rank", "world"} <= params.keys():
+        return None
+    ranks = [list(itertools.islice(sys.train_batches(p.batch_size, seed, rank=r, world=2), 4)) for r in (0, 1)]
+    for step, (b0, b1) in enumerate(zip(*ranks)):
+        i0, i1 = tensors(b0)[0], tensors(b1)[0]
+        if len(i0) != p.batch_size or len(i1) != p.batch_size:
+            return (f"with 2 data-parallel ranks, step {step} gives rank 0 {len(i0)} rows and rank 1 {len(i1)}, "
+                    f"not {p.batch_size} each: a rank trains on a cut batch")
+        if i0.shape == i1.shape and torch.equal(i0, i1):
+            return f"with 2 data-parallel ranks, both ranks get the same batch at step {step}: the rank is ignored"
+    return None
+
+
 @check("data.fresh_batches", FreshParams)
 def fresh_batches(target: Target, p: FreshParams):
     """The training stream is a function of its seed that does not repeat itself: the first
@@ -154,6 +174,13 @@ def fresh_batches(target: Target, p: FreshParams):
                       f"seed (a resumed or distributed run trains on other data)")
     if other == first:
         return failed(f"seeds {target.seed} and {target.seed + 1} yield the same training batches: the seed is ignored")
+    rows = sorted({shape[0] for shape, _ in first} - {p.batch_size})
+    if rows:
+        return failed(f"training batches of {rows} rows, asked for {p.batch_size}: the batch size is not honoured",
+                      rows=rows)
+    problem = shard_problem(sys, p, target.seed)
+    if problem:
+        return failed(problem)
     want = target.design.row_tokens
     short = sorted({shape[1] for shape, _ in first} - {want}) if want is not None else []
     if short:

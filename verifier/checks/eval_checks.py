@@ -51,6 +51,7 @@ def problem_sets(target: Target, p: SetsParams):
     if not sets:
         return failed("eval_sets() declares no set: nothing a research figure reports on can be checked")
     plain: set[str] = set()
+    prompts: list[str] = []
     for name, spec in sets.items():
         draw, claim = spec["draw"], spec.get("claim")
         per_seed = [draw(p.problems, target.seed + s) for s in p.seeds]
@@ -71,17 +72,46 @@ def problem_sets(target: Target, p: SetsParams):
                 return failed(f"eval set '{name}': {prompt}{answer} is not what the set is named for: {why}")
         if name == "random":
             plain = {q + a for q, a in itertools.chain(*texts)}
-    seen = set()
-    for batch in itertools.islice(sys.train_batches(64, target.seed), p.train_batches):
-        for row in tensors(batch)[0]:
-            seen.update(q + a for q, a in split_examples(row_tokens(sys, lay, row), lay)[0])
+            prompts = [q for q, _ in itertools.chain(*texts)]
+    trained = _trained_examples(sys, lay, target.seed, p.train_batches)
+    seen = {q + a for q, a in trained}
     leaked = sorted(plain & seen)
     if leaked:
         return failed(f"{len(leaked)} held-out problem(s) of the plain eval set appear in the training batches "
                       f"(e.g. {leaked[0]!r}): the split leaks", leaked=len(leaked))
+    problem = split_problem(sys, prompts, [q for q, _ in trained])
+    if problem:
+        return failed(problem)
     return passed(f"{len(sets)} eval sets ({', '.join(sets)}) x {len(p.seeds)} seeds x {p.problems} problems: "
                   f"seeded, correct, each what it is named for; none of {len(plain)} held-out problems among "
                   f"{len(seen)} training examples", sets=len(sets), train_examples=len(seen))
+
+
+def _trained_examples(sys, lay, seed: int, batches: int) -> list[tuple[str, str]]:
+    """(prompt, answer) of every example in the first training batches (64 rows each)."""
+    out = []
+    for batch in itertools.islice(sys.train_batches(64, seed), batches):
+        for row in tensors(batch)[0]:
+            out += split_examples(row_tokens(sys, lay, row), lay)[0]
+    return out
+
+
+def split_problem(sys, plain: list[str], trained: list[str]) -> Optional[str]:
+    """Why the plain eval set or the training stream is on the wrong side of the system's stated
+    held-out rule (None: each is where it belongs, or the system states no rule). Disjointness
+    alone passes a swapped split; the rule tells which side is which."""
+    rule = getattr(sys, "held_out", None)
+    if rule is None:
+        return None
+    outside = [q for q in plain if not rule(q)]
+    if outside:
+        return (f"{len(outside)}/{len(plain)} problems of the plain eval set are not held out by the system's own "
+                f"rule (e.g. {outside[0]!r}): the eval measures problems training may draw")
+    inside = [q for q in trained if rule(q)]
+    if inside:
+        return (f"{len(inside)}/{len(trained)} training examples are held out by the system's own rule "
+                f"(e.g. {inside[0]!r}): training draws the eval's problems")
+    return None
 
 
 def _per_group(sys, target: Target, model, groups: dict, thr, L: int) -> dict:

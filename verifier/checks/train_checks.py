@@ -14,7 +14,7 @@ import torch
 from ..registry import Params, check
 from ..result import Margins, failed, passed
 from ..target import Target
-from .common import batch, tensors
+from .common import batch, dtype_problem, output_dtypes, tensors
 from .model_checks import loops_for
 
 
@@ -307,7 +307,7 @@ def run_accounting(name: str, got: _Progress, steps: range, total: int, ends: bo
     return None
 
 
-def log_problem(name: str, summary, evals: list[int]) -> Optional[str]:
+def log_problem(name: str, summary, evals: list[int], design, total: int) -> Optional[str]:
     """Why the run's own log (summary['log'], JSON lines) disagrees with the evaluations it
     reported (None: it agrees, or the system keeps no log)."""
     path = summary.get("log") if isinstance(summary, dict) else None
@@ -320,6 +320,25 @@ def log_problem(name: str, summary, evals: list[int]) -> Optional[str]:
     logged = [int(r["step"]) for r in rows if isinstance(r, dict) and "step" in r]
     if logged != evals:
         return f"the {name} run's log records evaluations at steps {logged}, it reported {evals}"
+    return logged_schedule_problem(name, [r for r in rows if isinstance(r, dict) and "step" in r], design, total)
+
+
+def logged_schedule_problem(name: str, rows: list[dict], design, total: int) -> Optional[str]:
+    """Why a log row's 'lr' or 'loops' (the last step before that evaluation, 0-based step - 1)
+    is not what the declared schedule and depth give at that step of a `total`-step run (None:
+    they agree, or the log holds neither). What a user later plots must be what ran."""
+    schedule = design.schedule.model_copy(update={"total": total}) if design.schedule is not None else None
+    depth = design.depth.model_copy(update={"total": total}) if design.depth is not None else None
+    for r in rows:
+        s = int(r["step"]) - 1
+        if "lr" in r and schedule is not None and not math.isclose(float(r["lr"]), declared_lr(schedule, s),
+                                                                    rel_tol=1e-6, abs_tol=1e-12):
+            return (f"the {name} run's log gives lr {r['lr']:.6g} at step {s + 1}; the declared schedule's rate for "
+                    f"that step is {declared_lr(schedule, s):.6g}")
+        allowed = declared_loops(design.model_copy(update={"depth": depth}), s)
+        if "loops" in r and int(r["loops"]) not in allowed:
+            return (f"the {name} run's log gives {r['loops']} loops at step {s + 1}; the declared depth allows "
+                    f"{sorted(allowed)}")
     return None
 
 
@@ -346,13 +365,15 @@ def resume_equivalence(target: Target, p: ResumeParams):
     total = p.first + p.then
     seen = {"straight": _Progress(), "first": _Progress(), "resumed": _Progress()}
     with tempfile.TemporaryDirectory(prefix="looplm-resume-") as tmp:
-        straight = sys.train_run(Path(tmp) / "straight", small=True, steps=total, progress=seen["straight"])
+        with output_dtypes() as dtypes:
+            straight = sys.train_run(Path(tmp) / "straight", small=True, steps=total, progress=seen["straight"])
         sys.train_run(Path(tmp) / "resumed", small=True, steps=total, stop_after=p.first, progress=seen["first"])
         resumed = sys.train_run(Path(tmp) / "resumed", small=True, steps=total, stop_after=p.then, resume=True,
                                 progress=seen["resumed"])
         a, b = sys.load(straight["checkpoint"]), sys.load(resumed["checkpoint"])
-        problem = (log_problem("straight", straight, seen["straight"].evals)
-                   or log_problem("resumed", resumed, seen["first"].evals + seen["resumed"].evals)
+        problem = (dtype_problem(dtypes, target.design.compute_dtype, "the training loop")
+                   or log_problem("straight", straight, seen["straight"].evals, target.design, total)
+                   or log_problem("resumed", resumed, seen["first"].evals + seen["resumed"].evals, target.design, total)
                    or _refuses_finished(sys, Path(tmp) / "resumed", total))
     if problem:
         return failed(problem)
