@@ -128,7 +128,8 @@ def run_one(copy: Path, m: dict, timeout: float) -> dict:
 def _worker(args) -> list[dict]:
     index, todo, timeout, deadline, progress_dir = args
     copy = tree_copy(Path(tempfile.mkdtemp(prefix=f"mscore{index}-")))
-    os.environ.update(PYTHONPATH=str(copy), OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")  # a CPU verify per core
+    os.environ.update(PYTHONPATH=os.pathsep.join([str(copy), *filter(None, [os.environ.get("PYTHONPATH")])]),
+                      OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")  # a CPU verify per core, the copy first
     out = []
     for m in todo:
         if deadline is not None and time.time() > deadline:       # a later call runs the rest (--done)
@@ -144,7 +145,8 @@ def baseline(timeout: float) -> list[str]:
     """The unmutated tree through the same command: the configs whose verify fails (none, or
     every mutant would count as killed)."""
     copy = tree_copy(Path(tempfile.mkdtemp(prefix="mscore-clean-")))
-    env = {**os.environ, "PYTHONPATH": str(copy), "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(copy), *filter(None, [os.environ.get("PYTHONPATH")])]),
+           "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     bad = []
     for c in CONFIGS:
         cmd = [sys.executable, "-m", "app.cli", "verify", *(["--config", c] if c else [])]
