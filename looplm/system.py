@@ -19,8 +19,8 @@ import torch
 from kernels import dispatch
 
 from . import checkpoint, data, evaluate, kernel_inputs, train
-from .distributed import World
 from .config import GROUPS, Config, HaltingConfig
+from .distributed import World
 from .model import LoopLM
 from .positions import significance
 from .reference import reference_block
