@@ -161,9 +161,25 @@ def verdicts() -> dict:
     return {key(v): v for v in data.get("survivor", [])}
 
 
+def uncompilable(m: dict) -> bool:
+    """Whether the mutant leaves its file unparsable (cosmic-ray also replaces the bare `*` of a
+    keyword-only signature, say by `//`): such a mutant is incompetent, not killed. Re-derived
+    from the file as it is here, so score rows against the tree they were cut from."""
+    import cosmic_ray.plugins
+    from cosmic_ray.mutating import mutate_code
+    code = mutate_code((ROOT / m["file"]).read_text(), cosmic_ray.plugins.get_operator(m["operator"])(), m["occurrence"])
+    try:
+        compile(code or "", m["file"], "exec")
+    except SyntaxError:
+        return True
+    return False
+
+
 def score(rows: list[dict]) -> dict:
     judged = verdicts()
     for r in rows:
+        if r["outcome"] == "killed" and not r["failed_steps"] and uncompilable(r):
+            r["outcome"] = "incompetent"                 # never a verdict of the checks: Python refused it
         r.pop("verdict", None), r.pop("why", None)          # a re-run mutant may have been killed since
         if r["outcome"] == "survived":
             v = judged.get(key(r), {})
