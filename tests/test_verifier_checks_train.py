@@ -69,6 +69,10 @@ def test_the_log_must_record_the_evaluations_reported(tmp_path):
     log.write_text("".join(json.dumps({"step": s, "accuracy": 0.5}) + "\n" for s in (10, 12)))
     assert log_problem("s", {"log": str(log)}, [10, 12], d, 12) is None
     assert "steps [10, 12], it reported [12]" in log_problem("s", {"log": str(log)}, [12], d, 12)
+    log.write_text("".join(json.dumps({"step": s, "time_s": t}) + "\n" for s, t in ((10, 0.5), (12, 0.7))))
+    assert log_problem("s", {"log": str(log)}, [10, 12], d, 12, wall=0.8) is None
+    log.write_text("".join(json.dumps({"step": s, "time_s": t}) + "\n" for s, t in ((10, 40.0), (12, 48.0))))
+    assert "not the elapsed time" in log_problem("s", {"log": str(log)}, [10, 12], d, 12, wall=2.0)  # a 2 s call
 
 
 def test_the_logged_rate_and_loops_must_be_those_of_the_step_before_the_evaluation():

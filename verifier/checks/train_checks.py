@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import tempfile
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -307,9 +308,11 @@ def run_accounting(name: str, got: _Progress, steps: range, total: int, ends: bo
     return None
 
 
-def log_problem(name: str, summary, evals: list[int], design, total: int) -> Optional[str]:
+def log_problem(name: str, summary, evals: list[int], design, total: int,
+                wall: Optional[float] = None) -> Optional[str]:
     """Why the run's own log (summary['log'], JSON lines) disagrees with the evaluations it
-    reported (None: it agrees, or the system keeps no log)."""
+    reported, or (for a run of one call lasting `wall` seconds) gives times that did not pass
+    (None: it agrees, or the system keeps no log)."""
     path = summary.get("log") if isinstance(summary, dict) else None
     if path is None:
         return None
@@ -320,6 +323,10 @@ def log_problem(name: str, summary, evals: list[int], design, total: int) -> Opt
     logged = [int(r["step"]) for r in rows if isinstance(r, dict) and "step" in r]
     if logged != evals:
         return f"the {name} run's log records evaluations at steps {logged}, it reported {evals}"
+    times = [float(r["time_s"]) for r in rows if isinstance(r, dict) and "time_s" in r]
+    if wall is not None and times and (times != sorted(times) or times[-1] > wall + 1.0 or times[0] < 0):
+        return (f"the {name} run's log gives times {times[:4]} s for a call that lasted {wall:.1f} s: the clock it "
+                f"logs (and stops on) is not the elapsed time")
     return logged_schedule_problem(name, [r for r in rows if isinstance(r, dict) and "step" in r], design, total)
 
 
@@ -366,13 +373,15 @@ def resume_equivalence(target: Target, p: ResumeParams):
     seen = {"straight": _Progress(), "first": _Progress(), "resumed": _Progress()}
     with tempfile.TemporaryDirectory(prefix="looplm-resume-") as tmp:
         with output_dtypes() as dtypes:
+            t0 = time.perf_counter()
             straight = sys.train_run(Path(tmp) / "straight", small=True, steps=total, progress=seen["straight"])
+            wall = time.perf_counter() - t0
         sys.train_run(Path(tmp) / "resumed", small=True, steps=total, stop_after=p.first, progress=seen["first"])
         resumed = sys.train_run(Path(tmp) / "resumed", small=True, steps=total, stop_after=p.then, resume=True,
                                 progress=seen["resumed"])
         a, b = sys.load(straight["checkpoint"]), sys.load(resumed["checkpoint"])
         problem = (dtype_problem(dtypes, target.design.compute_dtype, "the training loop")
-                   or log_problem("straight", straight, seen["straight"].evals, target.design, total)
+                   or log_problem("straight", straight, seen["straight"].evals, target.design, total, wall)
                    or log_problem("resumed", resumed, seen["first"].evals + seen["resumed"].evals, target.design, total)
                    or _refuses_finished(sys, Path(tmp) / "resumed", total))
     if problem:
