@@ -209,10 +209,11 @@ class LoopLMSystem:
         d = self.config.data
         draw = lambda kind, hi: lambda n, seed: data.problems(n, d.min_digits, hi, seed, "val", kind)  # noqa: E731
         hi = max(d.max_digits, 9)
-        return {"random": {"draw": draw("random", d.max_digits), "claim": claim_carries},
-                "carry_chain": {"draw": draw("carry_chain", hi), "claim": claim_chain},
-                "decoy": {"draw": draw("decoy", hi), "claim": claim_decoy},
-                "unequal": {"draw": draw("unequal", hi), "claim": claim_unequal}}
+        lengths = spread_lengths(d.min_digits, d.max_digits)
+        return {"random": {"draw": draw("random", d.max_digits), "claim": claim_carries, "spread": lengths},
+                "carry_chain": {"draw": draw("carry_chain", hi), "claim": claim_chain, "spread": spread_chain},
+                "decoy": {"draw": draw("decoy", hi), "claim": claim_decoy, "spread": spread_chain},
+                "unequal": {"draw": draw("unequal", hi), "claim": claim_unequal, "spread": spread_order}}
 
     def render(self, problem, fmt: Optional[str] = None) -> tuple[str, str]:
         self._scores_problems("eval")
@@ -377,6 +378,32 @@ def claim_decoy(p) -> Optional[str]:
     shape = cols[0] == 10 and cols[-1] == 9 and sorted(cols[1:-1]).count(8) == 1 \
         and all(c in (8, 9) for c in cols[1:-1])
     return claim_carries(p) if shape else f"column sums {cols[::-1]}: not a chain broken once in the middle"
+
+
+def spread_lengths(lo: int, hi: int) -> Callable[[list], Optional[str]]:
+    """The plain set: each operand takes every length of the trained range (of a range wider
+    than 20 lengths, at least 80% of the distinct lengths uniform draws would give)."""
+    width = hi - lo + 1
+
+    def spread(probs: list) -> Optional[str]:
+        want = width if width <= 20 else 0.8 * width * (1 - (1 - 1 / width) ** len(probs))
+        for name, lens in (("a", {len(str(p.a)) for p in probs}), ("b", {len(str(p.b)) for p in probs})):
+            if len(lens & set(range(lo, hi + 1))) < want:
+                return f"operand {name} has {len(lens)} distinct lengths of {lo}..{hi}: {sorted(lens)[:12]}"
+        return None
+    return spread
+
+
+def spread_chain(probs: list) -> Optional[str]:
+    """Chains: a's lowest digit takes every value 1..9 (b's is 10 minus it)."""
+    low = {p.a % 10 for p in probs}
+    return None if low == set(range(1, 10)) else f"a's lowest digit takes only {sorted(low)}, not 1..9"
+
+
+def spread_order(probs: list) -> Optional[str]:
+    """Unequal operands: the longer one comes first in some problems and second in others."""
+    first = {len(str(p.a)) > len(str(p.b)) for p in probs if len(str(p.a)) != len(str(p.b))}
+    return None if first == {True, False} else "the longer operand is always on the same side"
 
 
 def claim_unequal(p) -> Optional[str]:

@@ -37,6 +37,23 @@ def test_a_swapped_split_fails_though_train_and_eval_stay_disjoint(monkeypatch):
     assert step.status == "fail" and "not held out by the system's own rule" in step.message, step.message
 
 
+def test_a_set_narrower_than_its_name_fails(monkeypatch):
+    real = data._adversarial
+    def long_second(rng, n, kind):                          # 'unequal', but the long operand always second
+        p = real(rng, n, kind)
+        return data.Problem(*sorted((p.a, p.b), key=lambda x: len(str(x)))) if kind == "unequal" else p
+    monkeypatch.setattr(data, "_adversarial", long_second)
+    step = _step()
+    assert step.status == "fail" and "eval set 'unequal' is narrower" in step.message, step.message
+
+
+def test_the_plain_sets_spread_is_no_alarm_on_a_wide_range():
+    from looplm.system import spread_lengths
+    probs = data.problems(400, 1, 300, seed=4)                # 300 lengths, 400 draws: many lengths unseen
+    assert spread_lengths(1, 300)(probs) is None
+    assert "distinct lengths" in spread_lengths(1, 4)([data.Problem(12, 34)] * 400)
+
+
 def _report_step(monkeypatch=None, **patch):
     from looplm import evaluate
     for name, fn in patch.items():

@@ -252,7 +252,9 @@ class LoopedSystem(Protocol):
 
     def eval_sets(self) -> Mapping[str, Mapping[str, Any]]:
         """The problem sets research figures are reported on: name -> {'draw': (n, seed) -> n
-        problems that `render` takes, 'claim': problem -> None, or why it is not a member}. Each
+        problems that `render` takes, 'claim': problem -> None, or why it is not a member,
+        optionally 'spread': problems -> None, or what a few hundred draws fail to vary that the
+        set claims to (a set can meet its claim and still be narrower than its name)}. Each
         claim states the set's defining property from its definition (not by calling the
         generator); 'random' names the plain held-out set, which must never meet training."""
 

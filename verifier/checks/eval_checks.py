@@ -37,12 +37,38 @@ def _examples(sys, problems: list, end: str) -> list[tuple[str, str]]:
     return out
 
 
+def _set_problem(sys, name: str, spec, p: SetsParams, seed: int, lay) -> tuple[Optional[str], list]:
+    """(why eval set `name` is not what it claims, or None; its (prompt, answer) texts per seed)."""
+    draw, claim = spec["draw"], spec.get("claim")
+    per_seed = [draw(p.problems, seed + s) for s in p.seeds]
+    if any(len(ps) != p.problems for ps in per_seed):
+        return f"eval set '{name}' drew {[len(ps) for ps in per_seed]} problems, not {p.problems} per seed", []
+    again = draw(p.problems, seed + p.seeds[0])
+    texts = [_examples(sys, ps, lay.end) for ps in per_seed]
+    if _examples(sys, again, lay.end) != texts[0]:
+        return f"eval set '{name}' is not a function of its seed: two draws at seed {seed + p.seeds[0]} differ", texts
+    if len(p.seeds) > 1 and texts[0] == texts[1]:
+        return f"eval set '{name}' draws the same problems at seeds {p.seeds}: the seed is ignored", texts
+    spread = spec.get("spread")
+    why = spread([q for ps in per_seed for q in ps]) if spread is not None else None
+    if why:
+        return f"eval set '{name}' is narrower than it claims over {len(p.seeds) * p.problems} problems: {why}", texts
+    for prob, (prompt, answer) in zip(itertools.chain(*per_seed), itertools.chain(*texts)):
+        if not sys.check_example(prompt, answer):
+            return f"eval set '{name}': {prompt}{answer} is not a correct example", texts
+        why = claim(prob) if claim is not None else None
+        if why:
+            return f"eval set '{name}': {prompt}{answer} is not what the set is named for: {why}", texts
+    return None, texts
+
+
 @check("eval.problem_sets", SetsParams)
 def problem_sets(target: Target, p: SetsParams):
     """Every declared eval set (adversarial ones included), drawn at two seeds: the same seed
     draws the same problems and another seed others; every problem is a correct example and
-    meets the set's stated property (`eval_sets()[name]['claim']`); no held-out problem of the
-    plain set appears in the training batches."""
+    meets the set's stated property (`eval_sets()[name]['claim']`), and the draws together cover
+    what the set claims to vary (`'spread'`); no held-out problem of the plain set appears in the
+    training batches, and each side of the split is where the system's rule puts it."""
     sys = target.need("eval_sets")
     target.need("eval")
     target.need("task")
@@ -53,23 +79,9 @@ def problem_sets(target: Target, p: SetsParams):
     plain: set[str] = set()
     prompts: list[str] = []
     for name, spec in sets.items():
-        draw, claim = spec["draw"], spec.get("claim")
-        per_seed = [draw(p.problems, target.seed + s) for s in p.seeds]
-        if any(len(ps) != p.problems for ps in per_seed):
-            return failed(f"eval set '{name}' drew {[len(ps) for ps in per_seed]} problems, not {p.problems} per seed")
-        again = draw(p.problems, target.seed + p.seeds[0])
-        texts = [_examples(sys, ps, lay.end) for ps in per_seed]
-        if _examples(sys, again, lay.end) != texts[0]:
-            return failed(f"eval set '{name}' is not a function of its seed: two draws at seed "
-                          f"{target.seed + p.seeds[0]} differ")
-        if len(p.seeds) > 1 and texts[0] == texts[1]:
-            return failed(f"eval set '{name}' draws the same problems at seeds {p.seeds}: the seed is ignored")
-        for prob, (prompt, answer) in zip(itertools.chain(*per_seed), itertools.chain(*texts)):
-            if not sys.check_example(prompt, answer):
-                return failed(f"eval set '{name}': {prompt}{answer} is not a correct example")
-            why = claim(prob) if claim is not None else None
-            if why:
-                return failed(f"eval set '{name}': {prompt}{answer} is not what the set is named for: {why}")
+        problem, texts = _set_problem(sys, name, spec, p, target.seed, lay)
+        if problem:
+            return failed(problem)
         if name == "random":
             plain = {q + a for q, a in itertools.chain(*texts)}
             prompts = [q for q, _ in itertools.chain(*texts)]
