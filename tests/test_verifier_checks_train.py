@@ -75,6 +75,14 @@ def test_the_log_must_record_the_evaluations_reported(tmp_path):
     assert "not the elapsed time" in log_problem("s", {"log": str(log)}, [10, 12], d, 12, wall=2.0)  # a 2 s call
 
 
+def test_the_summary_must_state_what_the_call_measured():
+    from verifier.checks.train_checks import summary_problem
+    assert summary_problem("s", {"time_s": 1.2, "peak_memory_mb": 300.0}, wall=1.5) is None
+    assert summary_problem("s", {"checkpoint": "c"}, wall=1.5) is None            # states nothing
+    assert "for a call that lasted" in summary_problem("s", {"time_s": 1e9}, wall=1.5)
+    assert "peak memory of 0" in summary_problem("s", {"time_s": 1.0, "peak_memory_mb": 0}, wall=1.5)
+
+
 def test_the_logged_rate_and_loops_must_be_those_of_the_step_before_the_evaluation():
     from verifier.checks.train_checks import declared_lr, logged_schedule_problem
     from verifier.contract import Depth, Design, Schedule

@@ -286,7 +286,9 @@ class LoopedSystem(Protocol):
         ended raises: there is nothing to train, and a silent no-op reads as success. Returns a
         summary whose 'checkpoint' is a path `load` reads and, optionally, whose 'log' is the
         JSON-lines record the run keeps of its evaluations (one object with a 'step' per
-        evaluation, appended across resumed calls): what a user later plots must be what ran."""
+        evaluation, appended across resumed calls): what a user later plots must be what ran.
+        Optional summary figures are checked too: 'time_s' (this call's seconds) and
+        'peak_memory_mb' (the process's peak, in MiB)."""
 
     # ---- kernels: (kernel, reference) pairs named in the spec
     def kernel_cases(self) -> Mapping[str, Mapping[str, Any]]:

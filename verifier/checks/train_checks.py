@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -330,6 +331,21 @@ def log_problem(name: str, summary, evals: list[int], design, total: int,
     return logged_schedule_problem(name, [r for r in rows if isinstance(r, dict) and "step" in r], design, total)
 
 
+def summary_problem(name: str, summary, wall: float) -> Optional[str]:
+    """Why the run's summary misstates what the call measured (None: it does not, or it states
+    nothing): 'time_s' within the call's wall clock, 'peak_memory_mb' more than nothing and no more
+    than the machine holds."""
+    if not isinstance(summary, dict):
+        return None
+    t, mem = summary.get("time_s"), summary.get("peak_memory_mb")
+    if t is not None and not 0 <= float(t) <= wall + 1.0:
+        return f"the {name} run reports {t} s for a call that lasted {wall:.1f} s"
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
+    if mem is not None and not 0 < float(mem) <= ram:
+        return f"the {name} run reports a peak memory of {mem} MiB; a process uses more than 0 and at most {ram:.0f}"
+    return None
+
+
 def logged_schedule_problem(name: str, rows: list[dict], design, total: int) -> Optional[str]:
     """Why a log row's 'lr' or 'loops' (the last step before that evaluation, 0-based step - 1)
     is not what the declared schedule and depth give at that step of a `total`-step run (None:
@@ -381,6 +397,7 @@ def resume_equivalence(target: Target, p: ResumeParams):
                                 progress=seen["resumed"])
         a, b = sys.load(straight["checkpoint"]), sys.load(resumed["checkpoint"])
         problem = (dtype_problem(dtypes, target.design.compute_dtype, "the training loop")
+                   or summary_problem("straight", straight, wall)
                    or log_problem("straight", straight, seen["straight"].evals, target.design, total, wall)
                    or log_problem("resumed", resumed, seen["first"].evals + seen["resumed"].evals, target.design, total)
                    or _refuses_finished(sys, Path(tmp) / "resumed", total))
