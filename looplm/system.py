@@ -158,11 +158,11 @@ class LoopLMSystem:
         return int(a) + int(b) == int(answer) and len(answer) == max(len(a), len(b)) + 1
 
     def held_out(self, prompt: str) -> bool:
-        """data.held_out on the operands as written (reversed order: digits read back)."""
+        """data.held_out on the operands as written (data.parse_answer reads a number in the format)."""
         self._scores_problems("task")
         a, b = _PROBLEM.match(prompt).groups()
-        flip = (lambda s: s[::-1]) if self.config.data.format == "reversed" else (lambda s: s)  # noqa: E731
-        return data.held_out(int(flip(a)), int(flip(b)))
+        fmt = self.config.data.format
+        return data.held_out(data.parse_answer(a, fmt), data.parse_answer(b, fmt))
 
     # ---- training ------------------------------------------------------------------------
     def optimizer(self, model: LoopLM):
