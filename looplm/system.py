@@ -71,6 +71,7 @@ class LoopLMSystem:
         return {
             "loops": c.model.n_loops,
             "supervision": "all" if gate else SUPERVISED[t.supervision],
+            "ponder": {"beta": c.halting.gate_beta, "prior": c.halting.gate_prior} if gate else None,
             "tbptt": t.tbptt,
             "halting": {"score": "learned" if gate else "entropy", "halts_when": "above" if gate else "below",
                         "min_loops": c.halting.min_loops, "by_default": c.halting.mode != "fixed"},
@@ -131,6 +132,11 @@ class LoopLMSystem:
 
     def head_module(self, model: LoopLM):
         return model.lm_head
+
+    def gate_module(self, model: LoopLM):
+        if model.halt_head is None:
+            raise NotImplementedError("not provided: gate (halting.mode is not 'gate')")
+        return model.halt_head
 
     # ---- data and task -------------------------------------------------------------------
     def train_batches(self, batch_size: int, seed: int, rank: int = 0, world: int = 1):

@@ -27,6 +27,7 @@ CAPABILITIES: dict[str, tuple[str, ...]] = {
     "design": ("design",),
     "model": ("build", "forward", "loop_modules"),
     "head": ("head_module",),
+    "gate": ("gate_module",),
     "data": ("train_batches", "decode", "encode"),
     "task": ("check_example",),
     "training": ("optimizer", "train_step"),
@@ -108,11 +109,27 @@ class Depth(_Decl):
     high: int = Field(1, ge=1)
 
 
+class Ponder(_Decl):
+    """A learned halting gate's training loss (PonderNet, Banino et al. 2021, arXiv 2107.05407).
+    With g_k the gate's logit after loop k (k = 0..L-1) and ce_k a target position's
+    cross-entropy of loop k's prediction: lambda_k = sigmoid(g_k), lambda_(L-1) = 1 (the last loop
+    halts everything left); p_k = lambda_k * prod_(j<k) (1 - lambda_j); the loss is the mean over
+    target positions of sum_k p_k ce_k + beta * KL(p || q), q the geometric(prior) distribution
+    over the L loops, renormalised."""
+    beta: float = Field(ge=0)
+    prior: float = Field(gt=0, lt=1)
+
+
 class Design(_Decl):
     """What the system declares about itself; checks compare the code against it, so a
     legitimate design choice (packing, last-loop supervision, max-prob halting) is no alarm."""
     loops: int = Field(ge=1)                       # L of a model from build()
     supervision: Union[Literal["last", "half", "all", "weighted"], list[int]] = "last"
+    # the training loss is sum_k w_k CE_k over loop k's prediction's mean target cross-entropy,
+    # w normalised to sum 1 from: 'last' loop L-1 only; 'half' loops L//2..L-1 alike; 'all' every
+    # loop alike; 'weighted' loop k in proportion to k+1; a list, those loops alike. A learned
+    # gate's loss is `ponder` instead (then supervision names the loops it reads: all of them)
+    ponder: Optional[Ponder] = None
     tbptt: int = Field(0, ge=0)                     # only the last k loops get gradient (0: all)
     halting: Optional[HaltingDecl] = None           # None: no halting at inference
     layout: Optional[Layout] = None
@@ -200,6 +217,10 @@ class LoopedSystem(Protocol):
 
     def head_module(self, model: Any) -> Any:
         """The module that maps a loop's state to logits (one call per prediction)."""
+
+    def gate_module(self, model: Any) -> Any:
+        """A learned halting gate (Design.ponder): the module that maps a loop's state to its
+        halting logit (B, T) or (B, T, 1), one call per loop in training."""
 
     # ---- data
     def train_batches(self, batch_size: int, seed: int, rank: int = 0, world: int = 1) -> Iterator[Any]:

@@ -267,6 +267,14 @@ system LoopLM {
       needs: [forward_contract]
       bugs: [11]
     }
+    step training_objective {
+      check: train.objective
+      expect: "the training loss equals the declared objective recomputed from each loop's prediction (and the learned gate's logits)"
+      on_fail: "write the loss as declared: the supervision's weights, or PonderNet's expected loss + beta * KL to the geometric prior"
+      gates: true
+      severity: major
+      needs: [supervision_schedule]
+    }
     step causality {
       check: model.causality
       expect: "outputs at or before t ignore later tokens and other rows, halting off and on, on every path"

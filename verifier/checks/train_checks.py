@@ -1,4 +1,4 @@
-"""Training, through the system's own training step and loop: which loops the loss reaches, a
+"""Training, through the system's own training step and loop: a
 smoke run of the real step (gradients, clipping, schedule, parameters held), one batch
 memorised, and a resumed run equal to an uninterrupted one. Budgets are steps, never seconds."""
 from __future__ import annotations
@@ -18,73 +18,6 @@ from ..result import Margins, failed, passed
 from ..target import Target
 from .common import batch, dtype_problem, output_dtypes, tensors
 from .model_checks import loops_for
-
-
-class SupervisionParams(Params):
-    n_loops: Optional[int] = None     # default: the declared L
-
-
-def expected_loops(kind, L: int) -> set[int]:
-    """The loops a supervision schedule names, written from its definition."""
-    if isinstance(kind, list):
-        return {i for i in kind if i < L}
-    return {"last": {L - 1}, "half": set(range(L // 2, L)), "all": set(range(L)),
-            "weighted": set(range(L))}[kind]
-
-
-def _latest_loop(head_input, probes: list) -> int | None:
-    """The latest loop whose output `head_input` depends on: loop k's output carries a zero
-    probe (a scalar leaf times a random direction added to it), and a prediction read from loop
-    k's state depends on the probes of loops 0..k only."""
-    r = torch.randn(head_input.shape, generator=torch.Generator().manual_seed(0)).to(head_input.device)
-    grads = torch.autograd.grad((head_input * r).sum(), probes, allow_unused=True, retain_graph=True)
-    hit = [k for k, g in enumerate(grads) if g is not None and float(g.abs()) > 0]
-    return max(hit) if hit else None
-
-
-def supervised_loops(sys, model, idx, tgt, L: int) -> set[int]:
-    """The loops whose predictions the loss reaches: each call of the head is attributed to the
-    loop whose state it reads; a loop is supervised when a prediction read from it gets gradient
-    from the loss."""
-    probes, heads = [], []
-
-    def on_loop(mod, args, out):
-        # the same values, one more leaf to ask about, entering along a fixed random direction: a
-        # constant shift would vanish in a layer norm (the final one), leaving only rounding
-        probes.append(torch.zeros((), device=out.device, requires_grad=True))
-        u = torch.randn(out.shape, generator=torch.Generator().manual_seed(len(probes))).to(out.device, out.dtype)
-        return out + probes[-1] * u
-
-    def on_head(mod, args, out):
-        out.retain_grad()
-        heads.append((args[0], out))
-    hooks = [m.register_forward_hook(on_loop) for m in sys.loop_modules(model)]
-    hooks.append(sys.head_module(model).register_forward_hook(on_head))
-    try:
-        _, loss, _ = sys.forward(model, idx, tgt, loops=L)
-        loss.backward(retain_graph=True)
-    finally:
-        for h in hooks:
-            h.remove()
-    return {k for inp, out in heads if out.grad is not None and float(out.grad.abs().sum()) > 0
-            for k in [_latest_loop(inp, probes)] if k is not None}
-
-
-@check("train.supervision_schedule", SupervisionParams)
-def supervision_schedule(target: Target, p: SupervisionParams):
-    """The loss reaches the predictions of exactly the loops the declared schedule names."""
-    sys = target.need("head")
-    target.need("model")
-    model = sys.build(target.seed).train()
-    idx, tgt = tensors(batch(target))
-    L = loops_for(target, sys, model, p.n_loops)
-    got = supervised_loops(sys, model, idx, tgt, L)
-    kind = target.design.supervision
-    want = expected_loops(kind, L)
-    if got != want:
-        return failed(f"supervision {kind!r} should put loss on loops {sorted(want)}, it reaches {sorted(got)}",
-                      supervised=sorted(got), expected=sorted(want))
-    return passed(f"{kind!r}: loss on loops {sorted(got)} of {L}", supervised=sorted(got))
 
 
 def peak_step(schedule) -> int:
