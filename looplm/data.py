@@ -72,16 +72,17 @@ def _number(digits: int, rng: random.Random) -> int:
     return rng.randint(0 if digits == 1 else 10 ** (digits - 1), 10 ** digits - 1)
 
 
-def sample(rng: random.Random, min_digits: int, max_digits: int, split: Literal["train", "val"],
+def sample(rng: random.Random, min_digits: int, max_digits: int, split: Literal["train", "val", "any"],
            kind: Kind = "random") -> Problem:
-    """One problem whose operands have min..max digits (each drawn independently)."""
+    """One problem whose operands have min..max digits (each drawn independently), from the
+    training split, the held-out one, or either ('any': the whole space)."""
     while True:
         if kind == "random":
             p = Problem(_number(rng.randint(min_digits, max_digits), rng),
                         _number(rng.randint(min_digits, max_digits), rng))
         else:
             p = _adversarial(rng, rng.randint(min_digits, max_digits), kind)
-        if held_out(p.a, p.b) == (split == "val"):
+        if split == "any" or held_out(p.a, p.b) == (split == "val"):
             return p
 
 
@@ -138,7 +139,7 @@ def make_batch(problems: list[Problem], fmt: Format, vocab: Vocab = ADDITION) ->
     return Batch(idx, targets, torch.tensor(plens), problems, fmt)
 
 
-def problems(n: int, min_digits: int, max_digits: int, seed: int, split: Literal["train", "val"] = "val",
+def problems(n: int, min_digits: int, max_digits: int, seed: int, split: Literal["train", "val", "any"] = "val",
              kind: Kind = "random") -> list[Problem]:
     rng = random.Random(seed)
     return [sample(rng, min_digits, max_digits, split, kind) for _ in range(n)]

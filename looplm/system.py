@@ -29,6 +29,8 @@ from .tokens import END, EQUALS, PAD, Vocab
 _PROBLEM = re.compile(r"^(\d+)\+(\d+)=$")
 # train_run(small=True): the check-size model on a small batch, evaluating every 10 steps
 SMALL_RUN = {"batch_size": 16, "eval_interval": 10, "eval_problems": 16, "device": "cpu"}  # early stop kept
+# the split's declared share of the problem space (data.held_out's rule is measured against it)
+HELD_OUT_SHARE = 1 / 16
 SUPERVISED = {"last": "last", "half": "half", "all": "all", "weighted": "weighted"}
 
 
@@ -216,7 +218,9 @@ class LoopLMSystem:
         draw = lambda kind, hi: lambda n, seed: data.problems(n, d.min_digits, hi, seed, "val", kind)  # noqa: E731
         hi = max(d.max_digits, 9)
         lengths = spread_lengths(d.min_digits, d.max_digits)
-        return {"random": {"draw": draw("random", d.max_digits), "claim": claim_carries, "spread": lengths},
+        population = lambda n, seed: data.problems(n, d.min_digits, d.max_digits, seed, "any")  # noqa: E731
+        return {"random": {"draw": draw("random", d.max_digits), "claim": claim_carries, "spread": lengths,
+                           "share": HELD_OUT_SHARE, "population": population},
                 "carry_chain": {"draw": draw("carry_chain", hi), "claim": claim_chain, "spread": spread_chain},
                 "decoy": {"draw": draw("decoy", hi), "claim": claim_decoy, "spread": spread_chain},
                 "unequal": {"draw": draw("unequal", hi), "claim": claim_unequal, "spread": spread_order}}

@@ -112,3 +112,11 @@ def test_a_summed_loss_a_miscounted_mean_and_a_stray_problem_each_fail(monkeypat
     monkeypatch.setattr(data, "_number", lambda digits, rng: rng.randint(0, 10 ** digits - 1))
     steps = _report_step()
     assert steps[1].status == "fail" and "not what the group is named for" in steps[1].message, steps[1].message
+
+
+def test_a_split_holding_out_another_share_fails(monkeypatch):
+    # half the space held out: sampler and rule agree, both sides stay disjoint and where the
+    # rule puts them, and training sees half the problems it should
+    monkeypatch.setattr(data, "held_out", lambda a, b: (a * 7 + b) % 2 == 0)
+    step = _step()
+    assert step.status == "fail" and "held-out rule holds out" in step.message and "declares a share" in step.message

@@ -277,7 +277,9 @@ class LoopedSystem(Protocol):
         optionally 'spread': problems -> None, or what a few hundred draws fail to vary that the
         set claims to (a set can meet its claim and still be narrower than its name)}. Each
         claim states the set's defining property from its definition (not by calling the
-        generator); 'random' names the plain held-out set, which must never meet training."""
+        generator); 'random' names the plain held-out set, which must never meet training, and
+        may state 'share', the fraction of the problem space its split holds out, with
+        'population': (n, seed) -> n problems drawn from the whole space (either side)."""
 
     def eval_report(self, model: Any, n: int, seed: int) -> Mapping[str, Any]:
         """The figures the system's own eval command reports for `model`, on n held-out problems

@@ -5,6 +5,7 @@ appear in the training stream."""
 from __future__ import annotations
 
 import itertools
+import math
 from typing import Optional
 
 import torch
@@ -27,6 +28,7 @@ class SetsParams(Params):
     problems: int = 200           # per set and seed
     train_batches: int = 16       # of 64 rows, scanned for held-out problems
     seeds: list[int] = [0, 1]
+    population: int = 4000        # problems of the whole space, to measure the held-out share
 
 
 def _examples(sys, problems: list, end: str) -> list[tuple[str, str]]:
@@ -91,7 +93,8 @@ def problem_sets(target: Target, p: SetsParams):
     if leaked:
         return failed(f"{len(leaked)} held-out problem(s) of the plain eval set appear in the training batches "
                       f"(e.g. {leaked[0]!r}): the split leaks", leaked=len(leaked))
-    problem = split_problem(sys, prompts, [q for q, _ in trained])
+    problem = split_problem(sys, prompts, [q for q, _ in trained]) or \
+        share_problem(sys, sets.get("random", {}), p.population, target.seed)
     if problem:
         return failed(problem)
     return passed(f"{len(sets)} eval sets ({', '.join(sets)}) x {len(p.seeds)} seeds x {p.problems} problems: "
@@ -123,6 +126,23 @@ def split_problem(sys, plain: list[str], trained: list[str]) -> Optional[str]:
     if inside:
         return (f"{len(inside)}/{len(trained)} training examples are held out by the system's own rule "
                 f"(e.g. {inside[0]!r}): training draws the eval's problems")
+    return None
+
+
+def share_problem(sys, plain: dict, n: int, seed: int) -> Optional[str]:
+    """Why the held-out rule does not hold out the share the plain set declares of the problem
+    space (`'share'`, measured on `'population'`: problems drawn from the whole space, either side
+    of the split), or None (or nothing declared). A split can stay disjoint and on its sides while
+    holding out half the space, leaving training a fraction of it. Limit: 5 binomial sigmas."""
+    rule, share, population = getattr(sys, "held_out", None), plain.get("share"), plain.get("population")
+    if rule is None or share is None or population is None:
+        return None
+    got = sum(rule(sys.render(q)[0]) for q in population(n, seed)) / n
+    limit = 5 * math.sqrt(share * (1 - share) / n) + 1 / n
+    if abs(got - share) > limit:
+        return (f"the held-out rule holds out {got:.4f} of {n} problems drawn from the whole space; the plain set "
+                f"declares a share of {share:.4f} (limit +-{limit:.4f}): training draws from "
+                f"{1 - got:.1%} of the space, not {1 - share:.1%}")
     return None
 
 
