@@ -24,8 +24,9 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from .attention import attention_mask, bias_bucket, bias_matrix, bias_values, masked_biased, position_ok
+from .attention import attention_mask, bias_bucket, bias_matrix
 from .halting import entropy_reference, row_entropy
+from . import packed_mask   # called through the module: a check may count its launches
 from .tile import ct, next_pow2, tile_kernel
 
 ConstInt = ct.Constant[int]
@@ -221,67 +222,6 @@ def from_groups(x: torch.Tensor, B: int, T: int, S: int) -> torch.Tensor:
     return x[:, :S * T].unflatten(1, (S, T)).flatten(0, 1)[:B]
 
 
-def packed_attention_mask(sig, pos, seq, plen, bias=None, *, window=None, clip: int = 3,
-                          prefix: bool = False) -> torch.Tensor:
-    """The additive attention mask of packed groups (the reference of `packed_mask_kernel`, which
-    builds it on the GPU): (G, R) significance, position, sequence slot
-    (-1: empty row) and prompt length per row -> (G, H or 1, R, R) fp32: the relative bias where
-    a key is visible, -inf where it is not: `attention.attention_mask` at the rows' positions and
-    `attention.bias_matrix`, plus: rows see only their own sequence, and every row sees itself so
-    that no softmax row is empty."""
-    ok = attention_mask(sig, plen, window, prefix, pos=pos)[:, 0]
-    ok = ok & (seq[:, :, None] == seq[:, None, :]) & (seq[:, None, :] >= 0)
-    ok = ok | torch.eye(pos.shape[1], dtype=torch.bool, device=pos.device)
-    add = torch.zeros(ok.shape, device=pos.device)[:, None] if bias is None else bias_matrix(bias.float(), bias_bucket(sig, clip))
-    return add.masked_fill(~ok[:, None], -INF).contiguous()
-
-
-MASK_ROWS = 32   # query rows per block of the mask kernel: a (32, 128) fp32 tile, no spills
-
-
-def group_rows(A, g, i, n):
-    """Rows i*n .. i*n+n-1 of group g of a (G, R) array, as an (n,) tile."""
-    return ct.reshape(ct.load(A, index=(g, i), shape=(1, n)), (n,))
-
-
-@tile_kernel()
-def packed_mask_kernel(SIG, POS, SEQ, PLEN, BIAS, MASK, CLIP: ConstInt, WINDOW: ConstInt, USE_BIAS: ConstBool,
-                       PREFIX: ConstBool, R: ConstInt, TQ: ConstInt):
-    """grid (G, H or 1, R // TQ): MASK[g, h] rows qi*TQ.. (TQ, R) fp32, the rule of
-    `packed_attention_mask` from the rows' (G, R) int32 significance, position, sequence slot
-    and prompt length. Why a kernel: built with whole-tensor ops (a permuted gather, a masked
-    fill, a copy to make it contiguous) the (G, H, R, R) mask took ~0.7 ms, a third of the
-    graphed forward at 1024 x 12 digits (H100, python -m bench.forward_profile)."""
-    g, h, qi = ct.bid(0), ct.bid(1), ct.bid(2)
-    q_sig, q_pos, q_seq, q_plen = (group_rows(SIG, g, qi, TQ), group_rows(POS, g, qi, TQ), group_rows(SEQ, g, qi, TQ),
-                                   group_rows(PLEN, g, qi, TQ))
-    k_sig, k_pos, k_seq, k_plen = (group_rows(SIG, g, 0, R), group_rows(POS, g, 0, R), group_rows(SEQ, g, 0, R),
-                                   group_rows(PLEN, g, 0, R))
-    ok = position_ok(q_pos[:, None], k_pos[None, :], (q_pos < q_plen)[:, None], (k_pos < k_plen)[None, :], PREFIX)
-    q_rows = qi * TQ + ct.arange(TQ, dtype=ct.int32)
-    k_rows = ct.arange(R, dtype=ct.int32)
-    # own sequence only; every row sees itself (the diagonal passes the window: d = 0 for a digit,
-    # and a non-digit key is never windowed), so no softmax row is empty, empty rows included
-    ok = (ok & (k_seq[None, :] == q_seq[:, None]) & (k_seq[None, :] >= 0)) | (k_rows[None, :] == q_rows[:, None])
-    out = masked_biased(ct.full((TQ, R), 0.0, dtype=ct.float32), ok, q_sig[:, None] - k_sig[None, :],
-                        k_sig[None, :] >= 0, bias_values(BIAS, h, CLIP, USE_BIAS), CLIP, WINDOW, USE_BIAS)
-    ct.store(MASK, index=(g, h, qi, 0), tile=ct.reshape(out, (1, 1, TQ, R)))
-
-
-def packed_mask_cutile(sig, pos, seq, plen, bias=None, *, window=None, clip: int = 3, prefix: bool = False):
-    """Host wrapper of `packed_mask_kernel`, same signature and result as `packed_attention_mask`
-    (its reference); emulated when the tensors are on the CPU."""
-    G, R = sig.shape
-    Hm = bias.shape[0] if bias is not None else 1
-    table = bias.float().contiguous() if bias is not None else torch.zeros(1, 1, device=sig.device)
-    mask = torch.empty(G, Hm, R, R, device=sig.device, dtype=torch.float32)
-    TQ = min(MASK_ROWS, R)
-    packed_mask_kernel.launch((G, Hm, R // TQ), (
-        sig.int().contiguous(), pos.int().contiguous(), seq.int().contiguous(), plen.int().contiguous(), table, mask,
-        clip, -1 if window is None else window, bias is not None, prefix, R, TQ))
-    return mask
-
-
 def looped_block_cutile(x0, sig, plen, real, thr, w: Weights, *, loops: int, halting: bool, min_loops: int = 1,
                         window=None, clip: int = 3, use_bias: bool = False, prefix: bool = False,
                         reinject: bool = True, step_emb: bool = False, out=None, rows: int | None = None,
@@ -301,8 +241,8 @@ def looped_block_cutile(x0, sig, plen, real, thr, w: Weights, *, loops: int, hal
     grp = lambda a, fill: to_groups(a, S, G, R, fill)  # noqa: E731
     pos = torch.arange(T, device=x0.device, dtype=torch.int32).expand(B, T)
     seq = torch.arange(B, device=x0.device, dtype=torch.int32)[:, None].expand(B, T) % S   # slot within its group
-    mask = packed_mask_cutile(grp(sig.int(), -1), grp(pos, 0), grp(seq, -1), grp(plen.int()[:, None].expand(B, T), 0),
-                              w.bias if use_bias else None, window=window, clip=clip, prefix=prefix)
+    mask = packed_mask.packed_mask_cutile(grp(sig.int(), -1), grp(pos, 0), grp(seq, -1), grp(plen.int()[:, None].expand(B, T), 0),
+                                          w.bias if use_bias else None, window=window, clip=clip, prefix=prefix)
     logits = torch.empty(G, R, t["VP"], device=x0.device, dtype=torch.float32)
     steps = torch.empty(G, R, device=x0.device, dtype=torch.int32)
     looped_block_kernel.launch((G,), (
@@ -371,7 +311,4 @@ def aot_signatures(B: int, T: int, D: int, H: int, V: int):
             array(bf, 2), array(bf, 2), array(f32, 3), array(i32, 2),
             scalar(f32), scalar(f32), scalar(i32), scalar(i32), scalar(i32), scalar(i32), scalar(b8), scalar(b8),
             t["R"], D, D // H, t["VP"], V, 1, t["CHUNK"], halting]))
-    # the mask kernel last: a quick compile (the first signature of each kernel) builds the block itself
-    out.append((packed_mask_kernel, [*[array(i32, 2)] * 4, array(f32, 2), array(f32, 4), 3, 1, True, False, t["R"],
-                                     min(MASK_ROWS, t["R"])]))   # the headline windowed bias
     return out

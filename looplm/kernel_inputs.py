@@ -28,6 +28,9 @@ ATTENTION_DIMS = {"B": (1, 3), "H": (1, 4), "T": (1, 160), "D": (16, 128)}
 LOOPED_DIMS = {"B": (1, 8), "T": (3, 128), "D": (64, 128), "H": (2, 4), "V": (14, 14), "flags": (0, 31)}
 # the tiled looped block: rows past one 64-row tile, up to four of them (a ragged last one)
 TILED_DIMS = {"B": (1, 2), "T": (3, 200), "D": (64, 128), "H": (2, 4), "V": (14, 14), "flags": (0, 31)}
+# the packed attention mask: groups of R rows (a power of two, as the looped block packs them;
+# drawn values are rounded up), per-head bias tables or none
+MASK_DIMS = {"G": (1, 4), "R": (16, 128), "H": (1, 4)}
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -149,3 +152,20 @@ def make_tiled(shape: dict, seed: int, kind: str = "random"):
 def model_inputs(idx: torch.Tensor, fmt: str):
     """(sig, plen, real) of token rows, as the model computes them."""
     return significance(idx, ADDITION, fmt), prompt_length(idx, ADDITION), idx != ADDITION.pad_id
+
+
+def make_mask(shape: dict, seed: int, kind: str = "random"):
+    """(sig, pos, seq, plen (G, R) int32, bias (H, 2*clip+2) or None), options: arbitrary rows
+    (non-digits, empty slots, prompts of any length), so every branch of the rule is taken."""
+    g = _gen(seed)
+    G, R, H = shape["G"], 1 << max(4, (shape["R"] - 1).bit_length()), shape["H"]
+    clip = 1 + seed % 4
+    r = lambda lo, hi: torch.randint(lo, hi, (G, R), generator=g, dtype=torch.int32)  # noqa: E731
+    sig, pos, seq, plen = r(-1, 9), r(0, 40), r(-1, 3), r(0, 30)
+    if kind == "arange":        # distinct table entries, every position its own: a misplaced element shows
+        pos = torch.arange(G * R, dtype=torch.int32).view(G, R) % R
+        bias = torch.arange(H * (2 * clip + 2), dtype=torch.float32).view(H, -1) + 1
+    else:
+        bias = torch.randn(H, 2 * clip + 2, generator=g) * (1e30 if kind == "extreme" else 1)
+    return (sig, pos, seq, plen, None if seed % 4 == 3 and kind != "arange" else bias), \
+        {"window": (None, 0, 1, 3)[seed // 4 % 4], "clip": clip, "prefix": bool(seed % 3 == 1)}

@@ -274,6 +274,9 @@ class LoopLMSystem:
                              "scaled": True, "runs": runs("looped_block")},
             "looped_tiled": {"dims": kernel_inputs.TILED_DIMS, "make": kernel_inputs.make_tiled,
                              "scaled": True, "runs": runs("looped_tiled")},
+            # built inside the persistent block, once per forward: exact (a mask has no rounding)
+            "packed_mask": {"dims": kernel_inputs.MASK_DIMS, "make": kernel_inputs.make_mask, "compare": compare_exact,
+                            "runs": runs("looped_block")},
         }
 
     def kernels_run(self, model: LoopLM, idx, threshold: Optional[float]) -> set[str]:
@@ -337,6 +340,14 @@ def compare_halting(got, want, args) -> Optional[str]:
         elif not torch.equal(g, w):
             return f"{name} differs in {int((g != w).sum())} elements"
     return None
+
+
+def compare_exact(got, want, args) -> Optional[str]:
+    """Element for element the same (a mask selects and copies; it computes nothing to round)."""
+    if got.shape != want.shape:
+        return f"shape {tuple(got.shape)}, the reference's {tuple(want.shape)}"
+    same = (got == want) | (got.isnan() & want.isnan())
+    return None if bool(same.all()) else f"{int((~same).sum())} of {want.numel()} elements differ"
 
 
 def _not_close(name: str, got, want, atol: float) -> Optional[str]:

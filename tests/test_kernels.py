@@ -11,6 +11,7 @@ from kernels import dispatch, emulator
 from kernels import halting as K
 from kernels import looped_block as LB
 from kernels import looped_tiled as LT
+from kernels import packed_mask as PM
 from tests.kernel_cases import cases, entropy_oracle
 from verifier.compare import assert_close
 
@@ -116,8 +117,8 @@ def test_packed_mask_kernel_matches_its_reference(G, R, window, clip, prefix, us
     seq, plen = torch.randint(-1, 3, (G, R), generator=g), torch.randint(0, 30, (G, R), generator=g)
     bias = torch.randn(4, 2 * clip + 2, generator=g) if use_bias else None
     kw = dict(window=window, clip=clip, prefix=prefix)
-    assert torch.equal(LB.packed_mask_cutile(sig, pos, seq, plen, bias, **kw),
-                       LB.packed_attention_mask(sig, pos, seq, plen, bias, **kw))
+    assert torch.equal(PM.packed_mask_cutile(sig, pos, seq, plen, bias, **kw),
+                       PM.packed_attention_mask(sig, pos, seq, plen, bias, **kw))
 
 
 @settings(max_examples=8)

@@ -12,8 +12,8 @@ def _parity(**overrides):
 
 def test_the_bundled_model_launches_the_kernels_it_states_short_and_long():
     step = _parity()
-    assert step.status == "pass" and "kernels ['looped_block', 'looped_tiled']" in step.message
-    assert "as built: " in step.evidence and "kernels ['looped_block']" in step.evidence.split("as built: ")[1]
+    assert step.status == "pass" and "kernels ['looped_block', 'looped_tiled', 'packed_mask']" in step.message
+    assert "as built: " in step.evidence and "kernels ['looped_block', 'packed_mask']" in step.evidence.split("as built: ")[1]
     assert "long rows (T = 168)" in step.evidence          # past the persistent kernel's T limit: tiled
 
 
@@ -42,7 +42,7 @@ def test_a_dispatcher_that_silently_takes_the_per_loop_path_fails(monkeypatch):
     import looplm.fused
     monkeypatch.setattr(looplm.fused, "fusable", lambda *a: False)  # numbers stay equal
     step = _parity()
-    assert step.status == "fail" and "did not launch ['looped_block']" in step.message
+    assert step.status == "fail" and "did not launch ['looped_block', 'packed_mask']" in step.message
 
 
 def test_launch_accounting():

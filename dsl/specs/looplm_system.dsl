@@ -160,6 +160,20 @@ system LoopLM {
     archs: [sm_80, sm_90, sm_100, sm_120]
   }
 
+  kernel packed_mask {
+    module: "kernels.packed_mask"
+    function: packed_mask_cutile
+    reference: packed_attention_mask
+    description: "the persistent block's attention mask: own sequence only, position scheme and relative bias, built once per forward"
+    dtype: float32
+    tiles: {MASK_ROWS: 32, MIN_ROWS: 16}
+    padding: none
+    reduction: none
+    index_units: tiles
+    shapes: [{G: 342, R: 128, H: 4}, {G: 16, R: 64, H: 4}, {G: 256, R: 128, H: 1}]
+    archs: [sm_80, sm_90, sm_100, sm_120]
+  }
+
   kernel looped_tiled {
     module: "kernels.looped_tiled"
     function: looped_tiled_cutile
@@ -395,7 +409,13 @@ system LoopLM {
       on_fail: "ct.load/ct.store index= counts tiles; do not multiply by the tile size"
       gates: true
       severity: critical
-      uses: [kernel.halting_update, kernel.loop_attention, kernel.looped_block, kernel.looped_tiled]
+      uses: [
+        kernel.halting_update,
+        kernel.loop_attention,
+        kernel.looped_block,
+        kernel.packed_mask,
+        kernel.looped_tiled,
+      ]
       bugs: [7]
     }
     step kernel_differential {
@@ -405,7 +425,13 @@ system LoopLM {
       on_fail: "reproduce the failing shape with the printed call and diff the kernel against the reference"
       gates: true
       severity: critical
-      uses: [kernel.halting_update, kernel.loop_attention, kernel.looped_block, kernel.looped_tiled]
+      uses: [
+        kernel.halting_update,
+        kernel.loop_attention,
+        kernel.looped_block,
+        kernel.packed_mask,
+        kernel.looped_tiled,
+      ]
     }
     step kernel_compile {
       check: kernel.compile
@@ -414,7 +440,13 @@ system LoopLM {
       on_fail: "pad to a power of two, then slice"
       gates: true
       severity: critical
-      uses: [kernel.halting_update, kernel.loop_attention, kernel.looped_block, kernel.looped_tiled]
+      uses: [
+        kernel.halting_update,
+        kernel.loop_attention,
+        kernel.looped_block,
+        kernel.packed_mask,
+        kernel.looped_tiled,
+      ]
       bugs: [8]
     }
     step inference_parity {
