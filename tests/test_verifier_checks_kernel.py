@@ -45,6 +45,14 @@ def test_a_dispatcher_that_silently_takes_the_per_loop_path_fails(monkeypatch):
     assert step.status == "fail" and "did not launch ['looped_block', 'packed_mask']" in step.message
 
 
+def test_a_dispatcher_that_launches_a_kernel_outside_its_domain_fails_at_the_edge(monkeypatch):
+    # power-of-two widths only is part of the domain; a test that forgets it accepts width 48
+    from kernels import looped_block
+    monkeypatch.setattr(looped_block, "supported", lambda B, T, D, H, V: T <= 128 and D <= 128 and D // H >= 16)
+    step = _parity()
+    assert step.status == "fail" and step.message.startswith("[n_embd=48, n_head=3]"), step.message
+
+
 def test_launch_accounting():
     never, always = (lambda *a: False), (lambda *a: True)
     assert "reference path launched" in launch_problem({}, {"k": 1}, {"k": 1}, None, None, None)

@@ -36,6 +36,8 @@ class Target:
     kernels: dict = field(default_factory=dict)     # spec kernel name -> binding.BoundKernel
     only_kernels: Optional[tuple[str, ...]] = None  # kernel steps check only these (a GPU test's shard)
     memo: dict = field(default_factory=dict)        # what several steps of one run share (verifier.checks.taught)
+    config: Optional[Path] = None                   # the system's config file and overrides, as bound
+    overrides: dict = field(default_factory=dict)
 
     def need(self, capability: str) -> Any:
         """The system, if it provides `capability` (else the step is skipped, naming it)."""
@@ -44,6 +46,11 @@ class Target:
         if not provides(self.system, capability):
             raise MissingCapability(capability, self.system)
         return self.system
+
+    def variant(self, overrides: Mapping[str, Any]) -> Any:
+        """The system bound again with `overrides` (spec param names) on top of this target's:
+        a check that needs the architecture at another point of its declared ranges."""
+        return binding.bind(self.spec, self.spec_path, config=self.config, overrides={**self.overrides, **overrides})
 
     @functools.cached_property
     def design(self) -> Design:
@@ -107,6 +114,7 @@ def load_target(spec_path: Path, *, config: Optional[Path] = None, checkpoint: O
         kernels = binding.bind_kernels(spec, spec_path)
     except dsl.SpecError as e:
         raise spec.error(e) from None
-    target = Target(spec, system, spec_path, checkpoint, device, seed, kernels)
+    target = Target(spec, system, spec_path, checkpoint, device, seed, kernels, config=config,
+                    overrides=dict(overrides or {}))
     refuse_out_of_range(target)
     return target

@@ -244,6 +244,7 @@ class ParityParams(Params):
     gpu_tolerance: float = 0.05   # the same, relative to max |logit|, on the GPU (bf16 products)
     gpu_flips: float = 0.02       # with halting on the GPU: share of tokens whose step count may differ
                                   # (bf16 rounding moves a score that sits at the threshold in a later loop)
+    variants: list[dict[str, Any]] = []   # param overrides (spec names) at the kernels' domain edges
 
 
 @contextlib.contextmanager
@@ -331,24 +332,15 @@ def launch_problem(stated: dict, on_ref: dict, on_kernel: dict, model, idx, thre
     return None
 
 
-@check("kernel.inference_parity", ParityParams)
-def inference_parity(target: Target, p: ParityParams):
-    """The kernel inference path predicts what the reference path predicts, also after the
-    weights change in place the way a fused optimizer changes them (no version bump) and after
-    a step of the system's own optimizer: no stale copy of the weights is ever used. The
-    reference path launches no declared kernel, the kernel path the ones the system states it
-    runs at this shape (kernel_cases' `runs`): a dispatcher that silently swaps them computes
-    the same numbers, so the launches are counted."""
-    from ..result import Margins
-    from .common import batch, tensors
-    sys = target.need("kernels")
-    target.need("training")
-    model = sys.build(target.seed).to(target.torch_device()).eval()
-    b = batch(target, p.rows, offset=4)
-    idx = tensors(b)[0].to(target.torch_device())
-    stated = _stated_runs(sys)
-    m, rounds, ran = Margins(), [], set()
+def _parity_rounds(target: Target, sys, p: ParityParams, m, label: str = "") -> tuple[Optional[str], list[str], set]:
+    """(why the kernel path breaks parity, or None; one line per round; the kernels it launched)
+    for one system (the configured one, or a variant of it)."""
+    from .common import tensors
     from .loop_checks import _threshold
+    model = sys.build(target.seed).to(target.torch_device()).eval()
+    b = next(iter(sys.train_batches(p.rows, target.seed + 4)))
+    idx = tensors(b)[0].to(target.torch_device())
+    stated, rounds, ran = _stated_runs(sys), [], set()
     halt = _threshold(target, sys, model, idx)
     long_idx, long_note = _long_rows(target, sys, model, idx, p.long_tokens)
     for round_ in ("with halting", "long rows", "as built", "after an in-place update", "after an optimizer step"):
@@ -359,27 +351,62 @@ def inference_parity(target: Target, p: ParityParams):
         diff, agree, scale, flips, on_ref, on_kernel = _kernel_vs_reference(target, sys, model, x, threshold)
         problem = launch_problem(stated, on_ref, on_kernel, model, x, threshold) if target.kernels else None
         if problem:
-            return failed(f"{round_}, {problem}", "\n".join(rounds))
+            return f"{label}{round_}, {problem}", rounds, ran
         ran |= {k for k, n in on_kernel.items() if n}
         limit = p.tolerance if target.device == "cpu" else p.gpu_tolerance * max(1.0, scale)
-        rounds.append(f"{round_}{f' (T = {x.shape[1]})' if x is long_idx else ''}: max diff {diff:.2e}, argmax "
-                      f"agreement {agree:.1%}, {flips} step counts differ, "
+        rounds.append(f"{label}{round_}{f' (T = {x.shape[1]})' if x is long_idx else ''}: max diff {diff:.2e}, "
+                      f"argmax agreement {agree:.1%}, {flips} step counts differ, "
                       f"kernels {sorted(k for k, n in on_kernel.items() if n) or 'none'}")
         allowed = 0 if target.device == "cpu" else int(p.gpu_flips * x.numel())
         if flips > allowed:       # the emulator runs fp32: there a flip is a wrong halting branch
-            return failed(f"{round_}, {flips} tokens ran a different number of loops on the kernel path (> "
-                          f"{allowed}): a wrong halting update", "\n".join(rounds), m)
-        if not m.upper(f"max_diff ({round_})", diff, limit):
-            return failed(f"{round_}, the kernel path and the reference differ by {diff:.3g} (> {limit:.3g}; "
-                          f"argmax agreement {agree:.1%}): stale weights or a wrong kernel", "\n".join(rounds), m)
+            return (f"{label}{round_}, {flips} tokens ran a different number of loops on the kernel path (> "
+                    f"{allowed}): a wrong halting update"), rounds, ran
+        if not m.upper(f"max_diff ({label}{round_})", diff, limit):
+            return (f"{label}{round_}, the kernel path and the reference differ by {diff:.3g} (> {limit:.3g}; "
+                    f"argmax agreement {agree:.1%}): stale weights or a wrong kernel"), rounds, ran
         _change_weights(sys, model, b, round_)
     if long_note:
-        rounds.append(long_note)
+        rounds.append(label + long_note)
+    return None, rounds, ran
+
+
+@check("kernel.inference_parity", ParityParams)
+def inference_parity(target: Target, p: ParityParams):
+    """The kernel inference path predicts what the reference path predicts, also after the
+    weights change in place the way a fused optimizer changes them (no version bump) and after
+    a step of the system's own optimizer: no stale copy of the weights is ever used. The
+    reference path launches no declared kernel, the kernel path the ones the system states it
+    runs at this shape (kernel_cases' `runs`): a dispatcher that silently swaps them computes
+    the same numbers, so the launches are counted. The same again for each of `variants`: the
+    system with those params overridden, at the edges of the kernels' declared domains (a
+    dispatcher that launches a kernel outside its domain, or not inside it, fails there)."""
+    from ..result import Margins
+    target.need("kernels")
+    target.need("training")
+    m, rounds, ran = Margins(), [], set()
+    for v in [{}] + [dict(v) for v in p.variants]:
+        label = ", ".join(f"{k}={val}" for k, val in v.items())
+        try:
+            sys = target.variant(v) if v else target.system
+        except Exception as e:
+            return failed(f"variant {label}: the system refuses it ({type(e).__name__}: {str(e)[:200]})")
+        try:
+            problem, more, got = _parity_rounds(target, sys, p, m, f"[{label}] " if label else "")
+        except Exception as e:
+            if not v:
+                raise
+            # past a kernel's domain a launch may not even run (a tile that is not a power of two)
+            problem, more, got = f"[{label}] {type(e).__name__}: {str(e).splitlines()[0][:200]}", [], set()
+        rounds += more
+        if problem:
+            return failed(problem, "\n".join(rounds), m)
+        ran |= got if not v else set()
     if target.kernels and not ran:
         return skipped("no declared kernel runs at this model's shapes (the system states so): its kernel path "
                        "is the reference here, so there is nothing to compare")
     return passed(f"kernel path = reference path before and after the weights change, on {target.where}; "
-                  f"kernels {sorted(ran)}", "\n".join(rounds), m)
+                  f"kernels {sorted(ran)}" + (f"; {len(p.variants)} variants at the kernels' domain edges"
+                                              if p.variants else ""), "\n".join(rounds), m)
 
 
 def _change_weights(sys, model, b, round_: str) -> None:
