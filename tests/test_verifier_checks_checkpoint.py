@@ -26,3 +26,13 @@ def test_a_refusal_that_depends_on_which_side_is_larger_fails(monkeypatch):
     monkeypatch.setattr(checkpoint, "load_strict", lopsided)
     step = run(load_target(dsl.BUNDLED), only=["strict_checkpoint_load"]).steps[0]
     assert step.status == "fail" and "two ways of refusing it" in step.message, step.message
+
+
+def test_a_generator_that_returns_nothing_fails(monkeypatch):
+    # zip() over an empty generation compared nothing and passed
+    import dsl
+    from looplm import evaluate
+    from verifier import load_target, run
+    monkeypatch.setattr(evaluate, "generate", lambda model, prompts, max_new, **kw: [])
+    step = run(load_target(dsl.BUNDLED), only=["generation_parity"]).steps[-1]
+    assert step.status == "fail" and "returned 0 continuations" in step.message, step.message

@@ -138,6 +138,9 @@ def generation_parity(target: Target, p: GenerationParams):
     pairs = [sys.render(q, fmt) for q in probs]
     forced = sys.exact_match(model, probs)
     gen = sys.generate(model, [q for q, _ in pairs], max(len(a) for _, a in pairs) + 2)
+    if len(gen) != len(probs) or len(forced) != len(probs):     # zip() below would compare a prefix
+        return failed(f"for {len(probs)} problems generate() returned {len(gen)} continuations and exact_match() "
+                      f"{len(forced)} verdicts: one per problem each")
     greedy = [g == a for g, (_, a) in zip(gen, pairs)]
     differ = [i for i, (f, g) in enumerate(zip(forced, greedy)) if f != g]
     if differ:
