@@ -43,3 +43,22 @@ def test_a_corpus_window_cut_short_fails(monkeypatch):
     monkeypatch.setattr(data.CharCorpus, "batch", lambda self, split, b, block, gen: real(self, split, b, 8, gen))
     step = _step(CHARS)
     assert step.status == "fail" and "the window is cut" in step.message, step.message
+
+
+def test_ranks_drawing_overlapping_streams_fail():
+    """Rank 1's batch of step s is rank 0's of step s + 1 (seeded by step + rank): each step's two
+    batches differ, yet every batch is trained on twice."""
+    import torch
+
+    from verifier.checks.data_checks import FreshParams, shard_problem
+
+    class Shifted:
+        def train_batches(self, batch_size, seed, rank=0, world=1):
+            step = 0
+            while True:
+                g = torch.Generator().manual_seed(seed * 1000 + step + rank)
+                yield torch.randint(0, 10, (batch_size, 8), generator=g), None
+                step += 1
+
+    problem = shard_problem(Shifted(), FreshParams(), 0)
+    assert problem is not None and "rank 1's batch of step 0 is rank 0's of step 1" in problem

@@ -139,20 +139,27 @@ def _digests(sys: Any, p: FreshParams, seed: int) -> list[tuple[tuple, str]]:
     return out
 
 
-def shard_problem(sys: Any, p: FreshParams, seed: int) -> Optional[str]:
-    """Why rank 0 and rank 1 of two data-parallel ranks do not each get a full, different batch at
-    every step (None: they do, or the pipeline takes no rank/world and shards nothing)."""
+def shard_problem(sys: Any, p: FreshParams, seed: int, steps: int = 4) -> Optional[str]:
+    """Why the two ranks of two data-parallel ranks do not each get a full batch at every step,
+    all of the first `steps` steps' (rank, step) batches different (None: they do, or the
+    pipeline takes no rank/world and shards nothing). A rank repeating the other's batch of
+    another step trains twice on it as surely as two ranks sharing one step's batch."""
     params = inspect.signature(sys.train_batches).parameters
     if not {"rank", "world"} <= params.keys():
         return None
-    ranks = [list(itertools.islice(sys.train_batches(p.batch_size, seed, rank=r, world=2), 4)) for r in (0, 1)]
-    for step, (b0, b1) in enumerate(zip(*ranks)):
-        i0, i1 = tensors(b0)[0], tensors(b1)[0]
-        if len(i0) != p.batch_size or len(i1) != p.batch_size:
-            return (f"with 2 data-parallel ranks, step {step} gives rank 0 {len(i0)} rows and rank 1 {len(i1)}, "
-                    f"not {p.batch_size} each: a rank trains on a cut batch")
-        if torch.equal(i0, i1):                       # False for different shapes too
-            return f"with 2 data-parallel ranks, both ranks get the same batch at step {step}: the rank is ignored"
+    seen: dict = {}
+    for r in (0, 1):
+        for step, b in enumerate(itertools.islice(sys.train_batches(p.batch_size, seed, rank=r, world=2), steps)):
+            idx = tensors(b)[0]
+            if len(idx) != p.batch_size:
+                return (f"with 2 data-parallel ranks, step {step} gives rank {r} {len(idx)} rows, not {p.batch_size}: "
+                        f"a rank trains on a cut batch")
+            d = (tuple(idx.shape), hashlib.sha1(idx.detach().cpu().contiguous().numpy().tobytes()).hexdigest())
+            if d in seen:
+                r0, s0 = seen[d]
+                return (f"with 2 data-parallel ranks, rank {r}'s batch of step {step} is rank {r0}'s of step {s0}: "
+                        f"{'the rank is ignored' if s0 == step else 'the ranks draw overlapping streams'}")
+            seen[d] = (r, step)
     return None
 
 
