@@ -35,7 +35,7 @@ def test_data_parallel_ranks_that_share_or_cut_a_batch_fail(monkeypatch):
     monkeypatch.setattr(train, "train_batch", lambda step, b, lo, hi, fmt, seed, rank=0, world=1:
                         real(step, b - rank, lo, hi, fmt, seed, rank, world))   # rank 1: a row short
     step = _step()
-    assert step.status == "fail" and "and rank 1 15, not 16 each" in step.message, step.message
+    assert step.status == "fail" and "gives rank 1 15 rows, not 16" in step.message, step.message
 
 
 def test_a_corpus_window_cut_short_fails(monkeypatch):
