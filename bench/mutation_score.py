@@ -138,7 +138,9 @@ def _worker(args) -> list[dict]:
         out.append(run_one(copy, m, timeout))
         print(f"[{index}] {out[-1]['file']}:{out[-1]['line']} {out[-1]['operator']} -> {out[-1]['outcome']} "
               f"{out[-1]['failed_steps'][:3]}", flush=True)
-        (Path(progress_dir or copy.parent) / f"mscore-progress-{index}.json").write_text(json.dumps(out))
+        where = Path(progress_dir or copy.parent)
+        where.mkdir(parents=True, exist_ok=True)      # a missing folder would end the worker and the run
+        (where / f"mscore-progress-{index}.json").write_text(json.dumps(out))
     return out
 
 

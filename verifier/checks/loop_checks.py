@@ -192,6 +192,68 @@ def _expected_steps(runs, thr: float, decl, real, ambiguous: float) -> tuple[tor
     return want, judged & real
 
 
+def _gate_run(sys, model, x, L: int, thr: float, backend: str):
+    """(steps (B, T), the learned gate's logits (B, T) of every loop) of forward(loops=L) halting
+    at `thr`. Until a token halts its state is the fixed-depth one, so its gate values are too."""
+    gates = []
+    hook = sys.gate_module(model).register_forward_hook(
+        lambda mod, args, out: gates.append(out.detach().double().reshape(out.shape[0], out.shape[1]).cpu()))
+    try:
+        with torch.no_grad():
+            _, _, steps = sys.forward(model, x, loops=L, threshold=thr, backend=backend)
+    finally:
+        hook.remove()
+    return steps.cpu(), gates
+
+
+def _gate_halted(gates: list) -> torch.Tensor:
+    """(L, B, T) probability that a token has halted by loop k: 1 - prod_(j<=k) (1 - sigmoid(g_j))."""
+    return 1 - torch.cumprod(1 - torch.sigmoid(torch.stack(gates)), dim=0)
+
+
+def _gate_threshold(sys, model, x, L: int, decl, real) -> float:
+    """A threshold some tokens cross at loop min_loops and some do not (the widest gap of the
+    middle half of their halting probabilities there), read from a run that halts nothing."""
+    _, gates = _gate_run(sys, model, x, L, 0.999, "reference")
+    c = torch.unique(_gate_halted(gates)[min(decl.min_loops, L) - 1][real])
+    if len(c) < 2:
+        return 0.5
+    lo, hi = len(c) // 4, max(len(c) // 4 + 1, 3 * len(c) // 4)
+    i = lo + int((c[lo + 1:hi + 1] - c[lo:hi]).argmax())
+    return float(min(max((c[i] + c[i + 1]) / 2, 0.001), 0.999))
+
+
+def _gate_expected(gates: list, thr: float, decl, real, ambiguous: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(steps each token must report, mask of unambiguous tokens) under a learned gate: the first
+    loop k >= min_loops whose probability of having halted reaches the threshold, else L."""
+    L, halted = len(gates), _gate_halted(gates)
+    want = torch.full(real.shape, L, dtype=torch.long)
+    decided, judged = torch.zeros(real.shape, dtype=torch.bool), torch.ones(real.shape, dtype=torch.bool)
+    for k in range(max(decl.min_loops, 1), L):
+        live = real & ~decided
+        judged &= ~(live & ((halted[k - 1] - thr).abs() < ambiguous))
+        stop = live & (halted[k - 1] >= thr)
+        want[stop] = k
+        decided |= stop
+    return want, judged & real
+
+
+def _gate_problem(target: Target, sys, model, x, real, p) -> Optional[str]:
+    """Why a learned gate's halting is not its declared rule (None: it is)."""
+    d = target.design
+    thr = _gate_threshold(sys, model, x, d.loops, d.halting, real)
+    for backend in _backends(target):
+        steps, gates = _gate_run(sys, model, x, d.loops, thr, backend)
+        if len(gates) < d.loops:
+            return f"{backend}: the gate ran {len(gates)} times in {d.loops} loops"
+        want, judged = _gate_expected(gates[:d.loops], thr, d.halting, real, p.ambiguous)
+        wrong = int((steps.long() != want)[judged].sum())
+        if wrong:
+            return (f"{backend}: {wrong}/{int(judged.sum())} tokens halt at another loop than the one where their "
+                    f"learned gate's probability of having halted first reaches {thr:.4g}")
+    return None
+
+
 @check("model.halting_semantics", HaltingParams)
 def halting_semantics(target: Target, p: HaltingParams):
     """With halting on: a token halts at the first loop (from min_loops) whose prediction's
@@ -225,6 +287,10 @@ def halting_semantics(target: Target, p: HaltingParams):
                 return failed(f"{backend}: {wrong}/{int(judged.sum())} tokens halt at another loop than the one "
                               f"where their {d.halting.score} first crosses {thr:.4g}", margins=m, wrong=wrong)
         halted = int(((steps < L) & real).sum())
+    if d.halting.score == "learned" and provides(target.system, "gate"):
+        problem = _gate_problem(target, sys, model, x, real.to(x.device).cpu(), p)
+        if problem:
+            return failed(problem, margins=m)
     if len(steps_by) == 2:
         clear = judged_by.get("reference", real) & judged_by.get("kernel", real)
         differ = int((steps_by["reference"] != steps_by["kernel"])[clear].sum())
