@@ -86,6 +86,11 @@ system nanoloop {
       needs: [forward_contract]
       bugs: [11]
     }
+    step training_objective {
+      check: train.objective
+      gates: true
+      needs: [supervision_schedule]
+    }
     step causality {
       check: model.causality
       gates: true
