@@ -29,6 +29,8 @@ from .tokens import END, EQUALS, PAD, Vocab
 _PROBLEM = re.compile(r"^(\d+)\+(\d+)=$")
 # train_run(small=True): the check-size model on a small batch, evaluating every 10 steps
 SMALL_RUN = {"batch_size": 16, "eval_interval": 10, "eval_problems": 16, "device": "cpu"}  # early stop kept
+# a character corpus's last tenth is its validation text (data.CharCorpus)
+CORPUS_HELD_OUT = 0.1
 # the split's declared share of the problem space (data.held_out's rule is measured against it)
 HELD_OUT_SHARE = 1 / 16
 SUPERVISED = {"last": "last", "half": "half", "all": "all", "weighted": "weighted"}
@@ -78,6 +80,9 @@ class LoopLMSystem:
             "halting": {"score": "learned" if gate else "entropy", "halts_when": "above" if gate else "below",
                         "min_loops": c.halting.min_loops, "by_default": c.halting.mode != "fixed"},
             "row_tokens": self.config.data.block_size if text else None,
+            # stated from the config, not from the corpus the system loaded: a run that never loads it shows
+            "corpus": {"path": str(Path(self.config.data.text_path).resolve()), "held_out": CORPUS_HELD_OUT}
+            if self.config.data.task == "chars" else None,
             "layout": None if text else {"packed": False, "prompt_end": EQUALS, "end": END, "pad": PAD, "ignore_index": data.IGNORE,
                        # a normal-order prompt digit's significance counts the digits after it
                        "bidirectional_prompt": m.prefix_bidirectional or self.config.data.format == "normal"},

@@ -62,3 +62,16 @@ def test_ranks_drawing_overlapping_streams_fail():
 
     problem = shard_problem(Shifted(), FreshParams(), 0)
     assert problem is not None and "rank 1's batch of step 0 is rank 0's of step 1" in problem
+
+
+def test_a_corpus_run_training_on_its_validation_text_fails(monkeypatch):
+    from pathlib import Path
+
+    import dsl
+    from looplm import data
+    from verifier import load_target, run
+    real = data.CharCorpus.batch
+    monkeypatch.setattr(data.CharCorpus, "batch", lambda self, split, *a: real(self, "val", *a))
+    config = Path(__file__).resolve().parents[1] / "examples" / "configs" / "coverage_chars.json"
+    step = run(load_target(dsl.BUNDLED, config=config), only=["fresh_batches"]).steps[0]
+    assert step.status == "fail" and "held-out share of the declared corpus" in step.message, step.message

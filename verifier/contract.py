@@ -109,6 +109,13 @@ class Depth(_Decl):
     high: int = Field(1, ge=1)
 
 
+class Corpus(_Decl):
+    """A text the training rows are windows of: its file, and the final share of it held out for
+    validation (training reads only the text before the cut at len(text) * (1 - held_out))."""
+    path: str
+    held_out: float = Field(0.0, ge=0, lt=1)
+
+
 class Ponder(_Decl):
     """A learned halting gate's training loss (PonderNet, Banino et al. 2021, arXiv 2107.05407).
     With g_k the gate's logit after loop k (k = 0..L-1) and ce_k a target position's
@@ -134,6 +141,7 @@ class Design(_Decl):
     halting: Optional[HaltingDecl] = None           # None: no halting at inference
     layout: Optional[Layout] = None
     row_tokens: Optional[int] = Field(None, ge=1)   # every training row's length (a corpus window); None: varies
+    corpus: Optional[Corpus] = None                  # the text a language-model run trains on (None: no corpus)
     grad_clip: Optional[float] = Field(None, gt=0)  # total gradient norm after clipping <= this
     schedule: Optional[Schedule] = None
     depth: Optional[Depth] = None                   # None: every step runs `loops`

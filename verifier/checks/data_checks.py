@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import itertools
+from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import torch
@@ -163,6 +164,24 @@ def shard_problem(sys: Any, p: FreshParams, seed: int, steps: int = 4) -> Option
     return None
 
 
+def corpus_problem(sys: Any, corpus, seed: int, batches: int = 2, batch_size: int = 16) -> Optional[str]:
+    """Why training rows are not windows of the declared corpus's training share (None: they
+    are): each row decodes to a substring of the text before the held-out cut."""
+    try:
+        text = Path(corpus.path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        return f"the declared corpus {corpus.path} cannot be read: {type(e).__name__}: {e}"
+    train = text[: int(len(text) * (1 - corpus.held_out))]
+    for b in itertools.islice(sys.train_batches(batch_size, seed), batches):
+        for row in tensors(b)[0]:
+            s = sys.decode(row.tolist())
+            if s not in train:
+                where = "the held-out share" if s in text else "no part"
+                return (f"a training row ({s[:30]!r}...) is from {where} of the declared corpus {corpus.path}, not "
+                        f"its training share (the first {1 - corpus.held_out:.0%})")
+    return None
+
+
 @check("data.fresh_batches", FreshParams)
 def fresh_batches(target: Target, p: FreshParams):
     """The training stream is a function of its seed that does not repeat itself: the first
@@ -193,6 +212,10 @@ def fresh_batches(target: Target, p: FreshParams):
     if short:
         return failed(f"training rows of {short} tokens, the design declares {want}: the window is cut",
                       row_tokens=short)
+    problem = corpus_problem(sys, target.design.corpus, target.seed) if target.design.corpus else None
+    if problem:
+        return failed(problem)
     return passed(f"{p.batches} training batches of {p.batch_size} rows, all different; the same seed repeats them, "
-                  f"another draws others" + (f"; rows of {want} tokens as declared" if want is not None else ""),
+                  f"another draws others" + (f"; rows of {want} tokens as declared" if want is not None else "")
+                  + ("; rows are windows of the corpus's training share" if target.design.corpus else ""),
                   batches=p.batches)
