@@ -383,6 +383,7 @@ def inference_parity(target: Target, p: ParityParams):
     from ..result import Margins
     target.need("kernels")
     target.need("training")
+    target.need("data")
     m, rounds, ran = Margins(), [], set()
     for v in [{}] + [dict(v) for v in p.variants]:
         label = ", ".join(f"{k}={val}" for k, val in v.items())
