@@ -133,11 +133,12 @@ class FreshParams(Params):
 
 def _digests(sys: Any, p: FreshParams, seed: int) -> list[tuple[tuple, str]]:
     """(shape, sha1 of the token ids) of the first batches the pipeline yields at `seed`."""
-    out = []
-    for b in itertools.islice(sys.train_batches(p.batch_size, seed), p.batches):
-        idx = tensors(b)[0]
-        out.append((tuple(idx.shape), hashlib.sha1(idx.detach().cpu().contiguous().numpy().tobytes()).hexdigest()))
-    return out
+    return [_digest(tensors(b)[0]) for b in itertools.islice(sys.train_batches(p.batch_size, seed), p.batches)]
+
+
+def _digest(idx: torch.Tensor) -> tuple[tuple, str]:
+    """(shape, sha1 of the token ids) of one batch."""
+    return tuple(idx.shape), hashlib.sha1(idx.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
 
 
 def shard_problem(sys: Any, p: FreshParams, seed: int, steps: int = 4) -> Optional[str]:
@@ -155,7 +156,7 @@ def shard_problem(sys: Any, p: FreshParams, seed: int, steps: int = 4) -> Option
             if len(idx) != p.batch_size:
                 return (f"with 2 data-parallel ranks, step {step} gives rank {r} {len(idx)} rows, not {p.batch_size}: "
                         f"a rank trains on a cut batch")
-            d = (tuple(idx.shape), hashlib.sha1(idx.detach().cpu().contiguous().numpy().tobytes()).hexdigest())
+            d = _digest(idx)
             if d in seen:
                 r0, s0 = seen[d]
                 return (f"with 2 data-parallel ranks, rank {r}'s batch of step {step} is rank {r0}'s of step {s0}: "

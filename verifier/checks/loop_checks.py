@@ -102,12 +102,17 @@ def _threshold(target: Target, sys, model, x) -> Optional[float]:
         return None
     with torch.no_grad():
         s = score64(sys.forward(model, x, loops=1)[0].cpu(), d.halting.score)
-    s = torch.unique(s[real_tokens(target, x.cpu())])          # sorted
+    return _widest_gap(s[real_tokens(target, x.cpu())])
+
+
+def _widest_gap(values: torch.Tensor) -> Optional[float]:
+    """The middle of the widest gap between the middle half of `values` (sorted, distinct): a
+    threshold some tokens cross and some do not, with none within rounding of it."""
+    s = torch.unique(values)          # sorted
     if len(s) < 2:
         return float(s[0]) if len(s) else None
     lo, hi = len(s) // 4, max(len(s) // 4 + 1, 3 * len(s) // 4)
-    gaps = s[lo + 1:hi + 1] - s[lo:hi]
-    i = lo + int(gaps.argmax())
+    i = lo + int((s[lo + 1:hi + 1] - s[lo:hi]).argmax())
     return float((s[i] + s[i + 1]) / 2)
 
 
@@ -215,12 +220,8 @@ def _gate_threshold(sys, model, x, L: int, decl, real) -> float:
     """A threshold some tokens cross at loop min_loops and some do not (the widest gap of the
     middle half of their halting probabilities there), read from a run that halts nothing."""
     _, gates = _gate_run(sys, model, x, L, 0.999, "reference")
-    c = torch.unique(_gate_halted(gates)[min(decl.min_loops, L) - 1][real])
-    if len(c) < 2:
-        return 0.5
-    lo, hi = len(c) // 4, max(len(c) // 4 + 1, 3 * len(c) // 4)
-    i = lo + int((c[lo + 1:hi + 1] - c[lo:hi]).argmax())
-    return float(min(max((c[i] + c[i + 1]) / 2, 0.001), 0.999))
+    thr = _widest_gap(_gate_halted(gates)[min(decl.min_loops, L) - 1][real])
+    return 0.5 if thr is None else min(max(thr, 0.001), 0.999)
 
 
 def _gate_expected(gates: list, thr: float, decl, real, ambiguous: float) -> tuple[torch.Tensor, torch.Tensor]:
