@@ -451,7 +451,9 @@ system LoopLM {
     }
     step inference_parity {
       check: kernel.inference_parity
-      params: {variants: [{n_embd: 48, n_head: 3}, {n_embd: 64, n_head: 8}, {n_embd: 32, n_head: 2}]}
+      params: {
+        variants: [{n_embd: 48, n_head: 3}, {n_embd: 64, n_head: 8}, {n_embd: 32, n_head: 2}],
+      }
       expect: "the kernel inference path predicts what the reference path predicts, also after the weights change"
       on_fail: "never cache weight copies across optimizer steps; compare against the reference path"
       gates: true
