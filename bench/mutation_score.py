@@ -7,9 +7,14 @@ On a machine with more cores (the GPU host's 16, with a minimal install: cosmic-
 stevedore, attrs), draw here, run there in calls of under ten minutes, score here:
 
     python -m bench.mutation_score --n 300 --seed 2 --plan-out plan.json
-    python -m bench.mutation_score --mutants plan.json --workers 16 --deadline-s 420 \
-        --done rows-*.json --rows-out rows-K.json                     # repeat until every row is run
+    timeout 470 python -m bench.mutation_score --mutants plan.json --workers 16 --deadline-s 300 \
+        --done rows-*.json --progress-dir /tmp/prog --rows-out $OUT/rows-K.json; \
+        tar czf $OUT/prog-K.tgz -C /tmp/prog .                    # repeat until every row is run
     python -m bench.mutation_score --mutants plan.json --from-progress rows-*.json --seed 2
+
+A surviving mutant takes ~170 s there (six configs on one thread), so `--deadline-s` must leave
+that much before the call's limit; the tar after `timeout` brings back the progress files of a
+call that is cut anyway (16 workers' files in one archive: a device call returns at most 8 files).
 
 cosmic-ray enumerates every mutant its core operators make of the system under test
 (looplm/{model,data,train,checkpoint,evaluate}.py and kernels/*.py); a seeded sample of N,
