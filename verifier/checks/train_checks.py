@@ -16,8 +16,7 @@ import torch
 from ..registry import Params, check
 from ..result import Margins, failed, passed
 from ..target import Target
-from .common import batch, dtype_problem, output_dtypes, tensors
-from .model_checks import loops_for
+from .common import batch, dtype_problem, output_dtypes
 
 
 def peak_step(schedule) -> int:
