@@ -289,7 +289,7 @@ def halting_semantics(target: Target, p: HaltingParams):
                               f"where their {d.halting.score} first crosses {thr:.4g}", margins=m, wrong=wrong)
         halted = int(((steps < L) & real).sum())
     if d.halting.score == "learned" and provides(target.system, "gate"):
-        problem = _gate_problem(target, sys, model, x, real.to(x.device).cpu(), p)
+        problem = _gate_problem(target, sys, model, x, real.cpu(), p)
         if problem:
             return failed(problem, margins=m)
     if len(steps_by) == 2:
