@@ -33,6 +33,8 @@ class ModelConfig(_Frozen):
     max_seq_len: int = Field(64, ge=4)           # learned positions / abacus indices
     abacus_max_offset: int = Field(32, ge=0)     # abacus: random index offset while training
     prefix_bidirectional: bool = False           # prompt tokens attend both ways (normal order)
+    operators_top: bool = False                  # normal order: '+' and '=' sit at the carry-out column
+    answer_isolated: bool = False                # answer tokens attend to the prompt and themselves only
 
     @model_validator(mode="after")
     def _heads(self) -> "ModelConfig":
@@ -90,6 +92,7 @@ class DataConfig(_Frozen):
     format: Literal["reversed", "normal"] = "reversed"   # reversed: both operands and sum LSB first
     min_digits: int = Field(1, ge=1)
     max_digits: int = Field(4, ge=1)
+    chain_share: float = Field(0.0, ge=0.0, le=0.9)  # training problems drawn as carry chains / decoys
     text_path: Optional[str] = None              # chars: a local UTF-8 text file
     block_size: int = Field(64, ge=2)            # chars: tokens per training row
 
@@ -114,6 +117,11 @@ class Config(_Frozen):
                    (max(self.train.curriculum) if self.train.depth == "curriculum" else 0))
         if need > self.model.n_loops and not self.model.tied:
             raise ValueError(f"GPT-L has {self.model.n_loops} blocks; training asks for {need} loops")
+        if self.model.operators_top and (self.data.format != "normal" or self.data.task != "addition"):
+            raise ValueError("operators_top places '+' and '=' at a normal-order answer's top column: it needs "
+                             "task addition in format normal")
+        if self.model.answer_isolated and self.data.task != "addition":
+            raise ValueError("answer_isolated separates a problem's answer from its prompt: it needs task addition")
         return self
 
     @classmethod

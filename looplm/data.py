@@ -146,14 +146,20 @@ def problems(n: int, min_digits: int, max_digits: int, seed: int, split: Literal
 
 
 def train_batch(step: int, batch_size: int, min_digits: int, max_digits: int, fmt: Format, seed: int,
-                rank: int = 0, world: int = 1) -> Batch:
+                rank: int = 0, world: int = 1, chain_share: float = 0.0) -> Batch:
     """The training batch of `step`: fresh problems from a generator seeded by (seed, step), so a
     resumed run sees exactly the batches an uninterrupted one would. With `world` data-parallel
     ranks, one global draw of batch_size * world problems is made per step and rank r takes its
     own contiguous slice: ranks never share a problem by construction, and a single process with
-    the global batch size sees exactly the same problems (so a DDP run can be compared with one)."""
+    the global batch size sees exactly the same problems (so a DDP run can be compared with one).
+    `chain_share` of the problems are carry chains and decoys (half each) of the same lengths: in
+    random decimal problems a carry that ripples through k columns has probability ~10^-(k-1),
+    so without them a 1-4 digit run almost never sees the propagation it must learn."""
     rng = random.Random(seed * 1_000_003 + step)
-    drawn = [sample(rng, min_digits, max_digits, "train") for _ in range(batch_size * world)]
+    kinds: tuple[Kind, ...] = ("carry_chain", "decoy")
+    drawn = [sample(rng, min_digits, max_digits, "train",
+                    kinds[rng.random() < 0.5] if chain_share and rng.random() < chain_share else "random")
+             for _ in range(batch_size * world)]
     return make_batch(drawn[rank * batch_size:(rank + 1) * batch_size], fmt)
 
 

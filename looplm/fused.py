@@ -11,7 +11,7 @@ from kernels import dispatch
 from kernels.looped_block import Weights
 
 from .config import HaltingConfig
-from .positions import prompt_length, significance
+from .positions import prompt_length
 
 
 def weights_of(model, dtype=torch.bfloat16) -> Weights:
@@ -36,7 +36,7 @@ def fusable(model, idx: torch.Tensor, policy: HaltingConfig) -> bool:
     """One launch can run this model, shape and halting policy (else the per-loop path runs)."""
     m = model.config.model
     B, T = idx.shape
-    return (m.tied and m.reinject != "adapter" and m.position != "rope" and policy.mode != "gate"
+    return (m.tied and m.reinject != "adapter" and m.position != "rope" and policy.mode != "gate" and not m.answer_isolated
             and dispatch.looped_block_supported(B, T, m.n_embd, m.n_head, m.vocab_size))
 
 
@@ -48,7 +48,7 @@ def fused_forward(model, idx: torch.Tensor, loops: int, policy: HaltingConfig):
     if not fusable(model, idx, policy):
         return None
     m = model.config.model
-    sig = significance(idx, model.vocab, model.config.data.format)
+    sig = model.significance(idx)
     x0 = model.embed(idx, sig)
     real = idx != model.vocab.pad_id
     halting = policy.mode != "fixed"

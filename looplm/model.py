@@ -157,12 +157,26 @@ class LoopLM(nn.Module):
         bias = m.position in ("relative", "windowed")
         plen = prompt_length(idx, self.vocab)
         allowed = None
-        if windowed or bias or m.prefix_bidirectional:
+        if windowed or bias or m.prefix_bidirectional or m.answer_isolated:
             allowed = attention_mask(sig, plen, m.window if windowed else None, m.prefix_bidirectional)
+        if m.answer_isolated:
+            # an answer key is seen by its own query only: under teacher forcing an answer token
+            # that sees the answer before it can count its place there and end the answer by
+            # count (a 1-4 digit normal-order model ended every 5-digit answer after 5 digits).
+            # No kernel takes this rule: the reference runs.
+            T = idx.shape[1]
+            pos = torch.arange(T, device=idx.device)
+            answer_key = pos[None, None, :] >= plen[:, None, None]                       # (B, 1, T)
+            allowed = allowed & (~answer_key | torch.eye(T, dtype=torch.bool, device=idx.device))[:, None]
+            backend = "reference"
         bucket = bias_bucket(sig, m.relative_clip) if bias else None
         rope = rope_tables(idx.shape[1], m.n_embd // m.n_head, idx.device) if m.position == "rope" else None
         return Context(allowed, bucket, rope, sig, plen, m.window if windowed else None, m.relative_clip,
                        m.prefix_bidirectional, backend)
+
+    def significance(self, idx: torch.Tensor) -> torch.Tensor:
+        """(B, T) each token's significance under this model's format and position options."""
+        return significance(idx, self.vocab, self.config.data.format, self.config.model.operators_top)
 
     def embed(self, idx: torch.Tensor, sig: torch.Tensor) -> torch.Tensor:
         """x0 (B, T, D): token embedding plus the scheme's absolute position information."""
@@ -219,7 +233,7 @@ class LoopLM(nn.Module):
                                   (idx != self.vocab.pad_id).sum() * L))
         if not dispatch.per_loop_kernels(backend):
             backend = "reference"                                  # faster where one launch cannot run
-        sig = significance(idx, self.vocab, self.config.data.format)
+        sig = self.significance(idx)
         x0 = self.embed(idx, sig)
         real = idx != self.vocab.pad_id                            # (B, T) tokens that count
         h, steps, applications, entropies, losses, halt_logits = self._loops(

@@ -23,18 +23,26 @@ from __future__ import annotations
 
 import torch
 
-from .tokens import EQUALS, Vocab
+from .tokens import EQUALS, PLUS, Vocab
 
 N_DIGITS = 10  # digits are token ids 0..9 in the addition vocabulary
 
 
-def significance(idx: torch.Tensor, vocab: Vocab, fmt: str) -> torch.Tensor:
+def significance(idx: torch.Tensor, vocab: Vocab, fmt: str, operators_top: bool = False) -> torch.Tensor:
     """(B, T) place value of each digit token within its number; -1 for non-digits.
 
     reversed: the i-th digit of a run has significance i (least significant first).
     normal:   a prompt run of length n gives n-1 ... 0; answer digits (after '=') count down
               from max(operand lengths), the answer's padded length minus one, which the
               prompt alone determines (so generation and teacher forcing agree).
+    operators_top (normal order): '+' and '=' take that top significance too, as if they sat in
+              the answer's carry-out column. '=' predicts the carry-out digit; as a non-digit (-1)
+              its windowed queries see only the units column, so the top column's carry had to be
+              relayed down through every column to reach it (2n loops, a relay never learnt past
+              the training lengths); at the top significance it reads column n-1. And a non-digit
+              key is visible to every digit: '+' was a hub through which any column could read
+              what the units column relayed, whose content changes with the operands' length.
+              With both operators in a column, attention is local in significance everywhere.
     """
     if not vocab.is_addition:
         return torch.full_like(idx, -1)
@@ -52,7 +60,11 @@ def significance(idx: torch.Tensor, vocab: Vocab, fmt: str) -> torch.Tensor:
     after_eq = (idx == vocab.id(EQUALS)).long().cumsum(dim=1) > 0
     prompt_max = torch.where(after_eq, 0, run_len.gather(1, run)).amax(dim=1, keepdim=True)
     length = torch.where(after_eq, prompt_max + 1, run_len.gather(1, run))
-    return torch.where(is_digit, length - 1 - in_run, torch.full_like(idx, -1))
+    sig = torch.where(is_digit, length - 1 - in_run, torch.full_like(idx, -1))
+    if operators_top:
+        op = (idx == vocab.id(EQUALS)) | (idx == vocab.id(PLUS))
+        sig = torch.where(op, prompt_max.expand_as(sig), sig)
+    return sig
 
 
 def prompt_length(idx: torch.Tensor, vocab: Vocab) -> torch.Tensor:

@@ -22,7 +22,6 @@ from . import checkpoint, data, evaluate, kernel_inputs, train
 from .config import GROUPS, Config, HaltingConfig
 from .distributed import World
 from .model import LoopLM
-from .positions import significance
 from .reference import reference_block
 from .tokens import END, EQUALS, PAD, Vocab
 
@@ -290,8 +289,12 @@ class LoopLMSystem:
         asking the dispatcher: inference parity counts the launches against this statement.
         One persistent launch where the model and shape fit it (T <= 128), the tiled looped block
         (a launch per loop) for longer rows of such a model; else per loop, attention for head
-        sizes a tile row holds and the halting update where entropy halting is on."""
-        m, policy = model.config.model, self._policy(model, threshold) or model.config.halting
+        sizes a tile row holds and the halting update where entropy halting is on; none for an
+        answer-isolated model."""
+        m = model.config.model
+        if m.answer_isolated:
+            return set()                      # no kernel takes its mask: the reference runs
+        policy = self._policy(model, threshold) or model.config.halting
         T, hd = idx.shape[1], m.n_embd // m.n_head
         pow2 = lambda n: n & (n - 1) == 0  # noqa: E731
         heads = pow2(hd) and 16 <= hd <= 128
@@ -309,7 +312,7 @@ class LoopLMSystem:
         if model.config.model.position == "rope":
             raise NotImplementedError("not provided: parity (no hand-written reference for rotary attention; "
                                       "temporal parity covers it)")
-        sig = significance(idx, model.vocab, model.config.data.format)
+        sig = model.significance(idx)
         ctx = model.context(idx, sig)
         x = model.embed(idx, sig)
         return model.blocks[0](x, ctx), reference_block(model, ctx, x)

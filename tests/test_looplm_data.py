@@ -83,3 +83,19 @@ def test_batch_padding_never_targeted():
     batch = make_batch([Problem(1, 2), Problem(12345, 67890)], "reversed")
     pad = batch.idx == ADDITION.pad_id
     assert pad.any() and (batch.targets[pad] == IGNORE).all()
+
+
+def test_operators_top_puts_plus_and_equals_in_the_carry_out_column():
+    idx = torch.tensor([ADDITION.encode("123+56=057")])
+    # '+' and '=' take max(3, 2) = 3, the answer's top significance; nothing else moves
+    assert significance(idx, ADDITION, "normal", operators_top=True).tolist() == [[2, 1, 0, 3, 1, 0, 3, 3, 2, 1]]
+    assert significance(idx, ADDITION, "normal").tolist() == [[2, 1, 0, -1, 1, 0, -1, 3, 2, 1]]
+
+
+def test_chain_share_mixes_chains_into_training_and_zero_leaves_the_stream_alone():
+    plain = train_batch(3, 64, 1, 4, "normal", seed=1)
+    assert train_batch(3, 64, 1, 4, "normal", seed=1, chain_share=0.0).problems == plain.problems
+    mixed = train_batch(3, 400, 1, 4, "normal", seed=1, chain_share=0.5).problems
+    full_chain = sum(p.carries == p.digits and p.digits > 1 for p in mixed)   # a + b = 10**n
+    assert 60 < full_chain < 160                     # ~ a quarter are carry chains (decoys: another quarter)
+    assert max(p.digits for p in mixed) <= 4 and not any(held_out(p.a, p.b) for p in mixed)

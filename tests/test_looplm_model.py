@@ -134,3 +134,30 @@ def test_gpt_cannot_run_more_loops_than_blocks():
     gpt = LoopLM(cfg(tied=False), ADDITION)
     with pytest.raises(ValueError, match="cannot run 8 loops"):
         gpt(batch().idx, loops=8)
+
+
+def test_answer_isolated_answers_never_read_each_other():
+    """Changing an earlier answer token changes no later answer position's logits (and the
+    prompt still reaches every answer position): the mask the option promises, and the kernel
+    statement says the reference runs it."""
+    torch.manual_seed(0)
+    c = Config().override(model={"n_embd": 32, "n_head": 4, "n_loops": 4, "prefix_bidirectional": True,
+                                 "operators_top": True, "answer_isolated": True}, data={"format": "normal"})
+    model = LoopLM(c, ADDITION).eval()
+    b = make_batch(problems(4, 3, 3, seed=2), "normal")
+    plen = int(b.prompt_len[0])
+    idx2 = b.idx.clone()
+    idx2[:, plen] = (idx2[:, plen] + 1) % 10                      # the first answer digit
+    a, z = model(b.idx).logits, model(idx2).logits
+    torch.testing.assert_close(a[:, plen + 1:], z[:, plen + 1:])
+    assert not torch.allclose(a[:, plen], z[:, plen])             # its own position does change
+    idx3 = b.idx.clone()
+    idx3[:, 0] = (idx3[:, 0] + 1) % 10                            # the top digit of a
+    assert not torch.allclose(model(idx3).logits[:, plen - 1], a[:, plen - 1])
+    from looplm.system import LoopLMSystem
+    assert LoopLMSystem.kernels_run(None, model, b.idx, None) == set()
+
+
+def test_normal_order_options_refuse_the_reversed_format():
+    with pytest.raises(ValueError, match="operators_top"):
+        cfg(operators_top=True)

@@ -47,6 +47,8 @@ system LoopLM {
     param max_seq_len: int = 64 in 4..1048576
     param abacus_max_offset: int = 32 in 0..100000
     param prefix_bidirectional: bool = false "prompt tokens attend both ways (normal order)"
+    param operators_top: bool = false "normal order: '+' and '=' take the carry-out column's significance"
+    param answer_isolated: bool = false "answer tokens attend to the prompt and themselves, not to each other"
   }
 
   halting {
@@ -88,6 +90,7 @@ system LoopLM {
     param format: enum = reversed in [reversed, normal] "reversed: operands and sum least significant digit first"
     param min_digits: int = 1 in 1..100000
     param max_digits: int = 4 in 1..100000
+    param chain_share: float = 0.0 in 0.0..0.9 "training problems drawn as carry chains and decoys (same lengths)"
     param text_path: str
     param block_size: int = 64 in 2..1048576
   }
