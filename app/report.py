@@ -268,16 +268,28 @@ def _devices(results: Path) -> str:
     return " and ".join(f"{d} ({n} run{'s' * (n > 1)})" for d, n in sorted(count.items())) or "no device"
 
 
+def _loops_label(loops) -> str:
+    """How an eval chose its loops: 'train L', a count, or from the digits ({digits: loops})."""
+    if loops is None:
+        return "train L"
+    if not isinstance(loops, dict):
+        return str(loops)
+    offsets = {int(L) - int(d) for d, L in loops.items()}
+    if len(offsets) == 1:
+        k = offsets.pop()
+        return "digits" + (f"+{k}" if k > 0 else f"{k}" if k else "")
+    return ", ".join(f"{d}: {L}" for d, L in sorted(loops.items(), key=lambda x: int(x[0])))
+
+
 def _normal_section(normal: dict) -> list[str]:
-    ds = ["4", "5", "8", "12", "16", "24", "32"]
+    evs = ("fixed_loops", "random", "carry_chain", "decoy", "unequal")
+    ds = sorted({d for m in normal.values() for ev in evs if ev in m for d in m[ev]["accuracy_by_digits"]}, key=int)
     lines = ["## Normal order (most significant digit first)", "",
              "| model | eval | loops | " + " | ".join(ds) + " |", "|---|---|---|" + "---|" * len(ds)]
     for name, m in normal.items():
-        for ev in ("fixed_loops", "random", "carry_chain", "decoy", "unequal"):
+        for ev in evs:
             if ev in m:
-                loops = m[ev]["loops"]
-                loops = "train L" if loops is None else ("digits+8" if isinstance(loops, dict) else loops)
-                lines.append(f"| {name} | {ev} | {loops} | " +
+                lines.append(f"| {name} | {ev} | {_loops_label(m[ev]['loops'])} | " +
                              " | ".join(_pct(m[ev]["accuracy_by_digits"].get(d)) for d in ds) + " |")
     return lines + [""]
 
