@@ -35,6 +35,7 @@ class ModelConfig(_Frozen):
     prefix_bidirectional: bool = False           # prompt tokens attend both ways (normal order)
     operators_top: bool = False                  # normal order: '+' and '=' sit at the carry-out column
     answer_isolated: bool = False                # answer tokens attend to the prompt and themselves only
+    downward_window: bool = False                # windowed digits see only digits of their own or lower significance
 
     @model_validator(mode="after")
     def _heads(self) -> "ModelConfig":
@@ -120,6 +121,8 @@ class Config(_Frozen):
         if self.model.operators_top and (self.data.format != "normal" or self.data.task != "addition"):
             raise ValueError("operators_top places '+' and '=' at a normal-order answer's top column: it needs "
                              "task addition in format normal")
+        if self.model.downward_window and self.model.position != "windowed":
+            raise ValueError("downward_window narrows the windowed scheme's window: it needs position windowed")
         if self.model.answer_isolated and self.data.task != "addition":
             raise ValueError("answer_isolated separates a problem's answer from its prompt: it needs task addition")
         return self

@@ -37,6 +37,7 @@ def fusable(model, idx: torch.Tensor, policy: HaltingConfig) -> bool:
     m = model.config.model
     B, T = idx.shape
     return (m.tied and m.reinject != "adapter" and m.position != "rope" and policy.mode != "gate" and not m.answer_isolated
+            and not m.downward_window
             and dispatch.looped_block_supported(B, T, m.n_embd, m.n_head, m.vocab_size))
 
 

@@ -159,6 +159,14 @@ class LoopLM(nn.Module):
         allowed = None
         if windowed or bias or m.prefix_bidirectional or m.answer_isolated:
             allowed = attention_mask(sig, plen, m.window if windowed else None, m.prefix_bidirectional)
+        if m.downward_window and windowed:
+            # a digit key above the query's significance is hidden: a carry flows up and nothing
+            # flows down, so no column can learn how far below the top it sits (a 1-4 digit
+            # normal-order model counted that distance and ended long answers by it). No kernel
+            # takes this rule: the reference runs.
+            up = (sig[:, None, :] > sig[:, :, None]) & (sig[:, None, :] >= 0)              # (B, T, T)
+            allowed = allowed & ~up[:, None]
+            backend = "reference"
         if m.answer_isolated:
             # an answer key is seen by its own query only: under teacher forcing an answer token
             # that sees the answer before it can count its place there and end the answer by

@@ -290,10 +290,10 @@ class LoopLMSystem:
         One persistent launch where the model and shape fit it (T <= 128), the tiled looped block
         (a launch per loop) for longer rows of such a model; else per loop, attention for head
         sizes a tile row holds and the halting update where entropy halting is on; none for an
-        answer-isolated model."""
+        answer-isolated model or a downward window."""
         m = model.config.model
-        if m.answer_isolated:
-            return set()                      # no kernel takes its mask: the reference runs
+        if m.answer_isolated or m.downward_window:
+            return set()                      # no kernel takes these masks: the reference runs
         policy = self._policy(model, threshold) or model.config.halting
         T, hd = idx.shape[1], m.n_embd // m.n_head
         pow2 = lambda n: n & (n - 1) == 0  # noqa: E731

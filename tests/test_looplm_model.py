@@ -161,3 +161,23 @@ def test_answer_isolated_answers_never_read_each_other():
 def test_normal_order_options_refuse_the_reversed_format():
     with pytest.raises(ValueError, match="operators_top"):
         cfg(operators_top=True)
+
+
+def test_downward_window_nothing_flows_down_in_significance():
+    """With the window open downward only, changing a prompt digit changes no position whose
+    significance is lower (every loop included), and it does change its own column."""
+    torch.manual_seed(0)
+    c = Config().override(model={"n_embd": 32, "n_head": 4, "n_loops": 6, "prefix_bidirectional": True,
+                                 "operators_top": True, "downward_window": True}, data={"format": "normal"})
+    model = LoopLM(c, ADDITION).eval()
+    b = make_batch(problems(4, 4, 4, seed=3), "normal")     # 4-digit operands: a's top digit is significance 3
+    sig = model.significance(b.idx)
+    idx2 = b.idx.clone()
+    idx2[:, 1] = (idx2[:, 1] + 1) % 10                      # a's digit of significance 2
+    a, z = model(b.idx).logits, model(idx2).logits
+    below = sig[0] < 2
+    assert below.sum() > 4
+    torch.testing.assert_close(a[:, below], z[:, below])
+    assert not torch.allclose(a[:, sig[0] == 2], z[:, sig[0] == 2])
+    from looplm.system import LoopLMSystem
+    assert LoopLMSystem.kernels_run(None, model, b.idx, None) == set()

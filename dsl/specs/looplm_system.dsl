@@ -49,6 +49,7 @@ system LoopLM {
     param prefix_bidirectional: bool = false "prompt tokens attend both ways (normal order)"
     param operators_top: bool = false "normal order: '+' and '=' take the carry-out column's significance"
     param answer_isolated: bool = false "answer tokens attend to the prompt and themselves, not to each other"
+    param downward_window: bool = false "windowed digits see only digits of their own or lower significance"
   }
 
   halting {
