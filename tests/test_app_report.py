@@ -11,6 +11,7 @@ from looplm.provenance import ROOT
 
 RESULTS = ROOT / "results"
 HEADLINE = "looplm_reversed_all_loops"
+NORMAL_BEST = "normal_down_all_s0"        # the best normal-order run, its checkpoint committed too
 
 
 def test_readme_table_is_generated_from_the_results():
@@ -27,6 +28,14 @@ def test_committed_checkpoint_reproduces_its_buckets(digits):
     got = evaluate(ld.model, [digits], n, seed=0)["accuracy_by_digits"][str(digits)]
     # recorded on the H100 under bf16 autocast; here float32 on the CPU with the same bf16 weights
     assert abs(got - recorded["accuracy_by_digits"][str(digits)]) <= 0.005, got
+
+
+def test_committed_normal_order_checkpoint_reproduces_its_12_digit_bucket():
+    recorded = json.loads((RESULTS / "normal_order.json").read_text())[NORMAL_BEST]["random"]
+    loops, n = recorded["loops"]["12"], recorded["n_per_bucket"]["12"]
+    ld = checkpoint.load(RESULTS / "checkpoints" / f"{NORMAL_BEST}.pt")
+    got = evaluate(ld.model, [12], n, seed=0, loops=loops)["accuracy_by_digits"]["12"]
+    assert abs(got - recorded["accuracy_by_digits"]["12"]) <= 0.005, got
 
 
 def test_collecting_runs_adds_to_the_results_and_never_drops_others(tmp_path):
