@@ -87,9 +87,11 @@ def _tables(runs_data: dict[str, dict]) -> dict[str, Any]:
                             **{k: {"accuracy_by_digits": v["accuracy_by_digits"], "n_per_bucket": v["n_per_bucket"],
                                    "loops": v.get("loops_by_digits", v.get("loops")), "kind": v.get("kind")}
                                for k, v in ev.items() if isinstance(v, dict)}}
-        if isinstance(ev.get("loops"), list):
-            loops[name] = {"depth": r["config"]["train"]["depth"],
-                           "curve": [{"loops": x["loops"], "accuracy_by_digits": x["accuracy_by_digits"]} for x in ev["loops"]]}
+        for key, curve in ev.items():        # "loops", or several curves: "loops_12", "loops_32_chain"
+            if key.startswith("loops") and isinstance(curve, list) and curve:
+                loops[name if key == "loops" else f"{name}:{key}"] = {
+                    "depth": r["config"]["train"]["depth"],
+                    "curve": [{"loops": x["loops"], "accuracy_by_digits": x["accuracy_by_digits"]} for x in curve]}
         for key in ("halting", "wait"):
             if isinstance(ev.get(key), list):
                 halting[f"{name}:{key}"] = _halting_rows(ev[key])
