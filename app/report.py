@@ -196,6 +196,8 @@ def _loops_figure(plt, results: Path, ttl: dict) -> Path:
     series = [(f"{name} ({m['depth']} depth), {d} digits", [c["loops"] for c in m["curve"]],
                [100 * c["accuracy_by_digits"][d] for c in m["curve"]])
               for name, m in ttl.items() for d in sorted(m["curve"][0]["accuracy_by_digits"], key=int)]
+    # a curve at 0% everywhere is a flat line on the axis: the text and the JSON list it, the plot not
+    series = [x for x in series if max(x[2]) > 0]
     fig, ax = plt.subplots(figsize=(8, 4))
     _lines(ax, series)
     ax.set_xscale("log", base=2)
