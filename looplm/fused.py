@@ -36,8 +36,8 @@ def fusable(model, idx: torch.Tensor, policy: HaltingConfig) -> bool:
     """One launch can run this model, shape and halting policy (else the per-loop path runs)."""
     m = model.config.model
     B, T = idx.shape
-    return (m.tied and m.reinject != "adapter" and m.position != "rope" and policy.mode != "gate" and not m.answer_isolated
-            and not m.downward_window
+    return (m.tied and m.reinject != "adapter" and m.position != "rope" and policy.mode != "gate"
+            and not m.answer_isolated and not m.downward_window          # masks no kernel takes
             and dispatch.looped_block_supported(B, T, m.n_embd, m.n_head, m.vocab_size))
 
 

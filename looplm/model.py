@@ -170,7 +170,7 @@ class LoopLM(nn.Module):
         if m.answer_isolated:
             # an answer key is seen by its own query only: under teacher forcing an answer token
             # that sees the answer before it can count its place there and end the answer by
-            # count (a 1-4 digit normal-order model ended every 5-digit answer after 5 digits).
+            # count (as 1-4 digit normal-order models did: bench/answer_positions.py).
             # No kernel takes this rule: the reference runs.
             T = idx.shape[1]
             pos = torch.arange(T, device=idx.device)
