@@ -152,7 +152,7 @@ class Run:
         t, d, w = self.cfg.train, self.cfg.data, self.world
         if self.corpus is None:
             b = train_batch(step, t.batch_size, d.min_digits, d.max_digits, d.format, t.seed, w.rank, w.size,
-                            d.chain_share)
+                            chain_share=d.chain_share)
             return b.idx.to(self.device, non_blocking=True), b.targets.to(self.device, non_blocking=True)
         gen = torch.Generator().manual_seed((t.seed * 1_000_003 + step) * w.size + w.rank)
         return tuple(x.to(self.device) for x in self.corpus.batch("train", t.batch_size, d.block_size, gen))

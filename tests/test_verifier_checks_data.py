@@ -28,12 +28,12 @@ def test_a_stream_that_ignores_its_step_fails(monkeypatch):
 
 def test_data_parallel_ranks_that_share_or_cut_a_batch_fail(monkeypatch):
     real = data.train_batch
-    monkeypatch.setattr(train, "train_batch", lambda step, b, lo, hi, fmt, seed, rank=0, world=1:
-                        real(step, b, lo, hi, fmt, seed))                       # every rank: rank 0's batch
+    monkeypatch.setattr(train, "train_batch", lambda step, b, lo, hi, fmt, seed, rank=0, world=1, **kw:
+                        real(step, b, lo, hi, fmt, seed, **kw))                 # every rank: rank 0's batch
     step = _step()
     assert step.status == "fail" and "the rank is ignored" in step.message, step.message
-    monkeypatch.setattr(train, "train_batch", lambda step, b, lo, hi, fmt, seed, rank=0, world=1:
-                        real(step, b - rank, lo, hi, fmt, seed, rank, world))   # rank 1: a row short
+    monkeypatch.setattr(train, "train_batch", lambda step, b, lo, hi, fmt, seed, rank=0, world=1, **kw:
+                        real(step, b - rank, lo, hi, fmt, seed, rank, world, **kw))   # rank 1: a row short
     step = _step()
     assert step.status == "fail" and "gives rank 1 15 rows, not 16" in step.message, step.message
 
