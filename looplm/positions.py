@@ -40,9 +40,9 @@ def significance(idx: torch.Tensor, vocab: Vocab, fmt: str, operators_top: bool 
               its windowed queries see only the units column, so the top column's carry had to be
               relayed down through every column to reach it (2n loops, a relay never learnt past
               the training lengths); at the top significance it reads column n-1. And a non-digit
-              key is visible to every digit: '+' was a hub through which any column could read
-              what the units column relayed, whose content changes with the operands' length.
-              With both operators in a column, attention is local in significance everywhere.
+              key is visible to every digit, so '+' could serve as a hub through which any column
+              reads what the units column relayed; with both operators in a column, attention is
+              local in significance everywhere.
     """
     if not vocab.is_addition:
         return torch.full_like(idx, -1)
