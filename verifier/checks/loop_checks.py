@@ -177,24 +177,29 @@ def _prefix_runs(sys, model, x, L: int, thr: float, backend: str):
     return out
 
 
-def _expected_steps(runs, thr: float, decl, real, ambiguous: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(steps each token must report, mask of tokens whose verdict is unambiguous): the first
-    loop k >= min_loops whose prediction's score crosses the threshold, else L."""
-    L = len(runs)
+def _first_crossing(scores: list, min_loops: int, crosses, real, near) -> tuple[torch.Tensor, torch.Tensor]:
+    """(steps each token must report, mask of tokens whose verdict is unambiguous) from per-loop
+    scores (k = 1..L): the first loop k >= min_loops (k < L) whose score `crosses`, else L; a
+    token still running at a loop whose score is `near` the threshold is not judged."""
+    L = len(scores)
     want = torch.full(real.shape, L, dtype=torch.long)
     decided = torch.zeros(real.shape, dtype=torch.bool)
     judged = torch.ones(real.shape, dtype=torch.bool)
-    for k, (logits, _) in enumerate(runs, start=1):
-        if k < decl.min_loops or k == L:
-            continue
-        s = score64(logits, decl.score)
-        gap = (s - thr).abs()
+    for k in range(max(min_loops, 1), L):
+        s = scores[k - 1]
         live = real & ~decided
-        judged &= ~(live & (gap < ambiguous))
-        stop = live & halts(s, thr, decl.halts_when)
+        judged &= ~(live & near(s))
+        stop = live & crosses(s)
         want[stop] = k
         decided |= stop
     return want, judged & real
+
+
+def _expected_steps(runs, thr: float, decl, real, ambiguous: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rule applied to each loop's prediction: its score crosses the threshold."""
+    scores = [score64(logits, decl.score) for logits, _ in runs]
+    return _first_crossing(scores, decl.min_loops, lambda s: halts(s, thr, decl.halts_when), real,
+                           lambda s: (s - thr).abs() < ambiguous)
 
 
 def _gate_run(sys, model, x, L: int, thr: float, backend: str):
@@ -225,18 +230,9 @@ def _gate_threshold(sys, model, x, L: int, decl, real) -> float:
 
 
 def _gate_expected(gates: list, thr: float, decl, real, ambiguous: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(steps each token must report, mask of unambiguous tokens) under a learned gate: the first
-    loop k >= min_loops whose probability of having halted reaches the threshold, else L."""
-    L, halted = len(gates), _gate_halted(gates)
-    want = torch.full(real.shape, L, dtype=torch.long)
-    decided, judged = torch.zeros(real.shape, dtype=torch.bool), torch.ones(real.shape, dtype=torch.bool)
-    for k in range(max(decl.min_loops, 1), L):
-        live = real & ~decided
-        judged &= ~(live & ((halted[k - 1] - thr).abs() < ambiguous))
-        stop = live & (halted[k - 1] >= thr)
-        want[stop] = k
-        decided |= stop
-    return want, judged & real
+    """The rule under a learned gate: the probability of having halted reaches the threshold."""
+    return _first_crossing(list(_gate_halted(gates)), decl.min_loops, lambda s: s >= thr, real,
+                           lambda s: (s - thr).abs() < ambiguous)
 
 
 def _gate_problem(target: Target, sys, model, x, real, p) -> Optional[str]:
