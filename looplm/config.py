@@ -64,6 +64,9 @@ class TrainConfig(_Frozen):
     random_max_loops: int = Field(12, ge=1)
     tbptt: int = Field(0, ge=0)                  # 0 = full BPTT, k = backprop last k loops
     supervision: Literal["last", "half", "all", "weighted"] = "last"
+    # Bansal et al. 2022 (arXiv 2202.05826): loss = (1 - a) * the step's loss + a * the loss of k
+    # loops run from the state after n loops taken without gradient (n, k drawn per step); 0 = off
+    progressive: float = Field(0.0, ge=0.0, le=1.0)
     batch_size: int = Field(128, ge=1)
     lr: float = Field(3e-3, gt=0.0)
     min_lr_ratio: float = Field(0.1, ge=0.0, le=1.0)
@@ -123,6 +126,9 @@ class Config(_Frozen):
                              "task addition in format normal")
         if self.model.downward_window and self.model.position != "windowed":
             raise ValueError("downward_window narrows the windowed scheme's window: it needs position windowed")
+        if self.train.progressive and (not self.model.tied or self.halting.mode == "gate"):
+            raise ValueError("progressive resumes the shared block from a mid-run state: it needs tied weights "
+                             "and a loss that is not the learned gate's")
         if self.model.answer_isolated and self.data.task != "addition":
             raise ValueError("answer_isolated separates a problem's answer from its prompt: it needs task addition")
         return self

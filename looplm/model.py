@@ -224,15 +224,18 @@ class LoopLM(nn.Module):
 
     # ---- the loop -------------------------------------------------------------------------
     def forward(self, idx: torch.Tensor, targets: Optional[torch.Tensor] = None, *,
-                loops: Optional[int] = None, halting: Optional[HaltingConfig] = None, trace: bool = False) -> Output:
+                loops: Optional[int] = None, halting: Optional[HaltingConfig] = None, trace: bool = False,
+                start: Optional[tuple[torch.Tensor, int]] = None) -> Output:
         """idx (B, T) -> Output. `loops` and `halting` override the config at test time; `trace`
-        records every loop's entropy even at fixed depth (halting records it anyway).
+        records every loop's entropy even at fixed depth (halting records it anyway). `start`
+        (h (B, T, D), n) runs the `loops` loops from the state after n loops (`loop_state`) instead
+        of from the beginning: the progressive loss's second pass.
         Nothing in the loop waits for the GPU: counts stay tensors (CUDA graphs can capture it)."""
         L = self._depth(loops)
         policy = halting or self.config.halting
         backend = "reference" if self.training else dispatch.backend(idx)
         fused = None
-        if backend != "reference" and not torch.is_grad_enabled() and not trace:
+        if backend != "reference" and not torch.is_grad_enabled() and not trace and start is None:
             fused = fused_forward(self, idx, L, policy)            # all loops in one kernel launch
         if fused is not None:
             logits, steps, used = fused
@@ -245,7 +248,7 @@ class LoopLM(nn.Module):
         x0 = self.embed(idx, sig)
         real = idx != self.vocab.pad_id                            # (B, T) tokens that count
         h, steps, applications, entropies, losses, halt_logits = self._loops(
-            idx, x0, self.context(idx, sig, backend), real, targets, L, policy, trace)
+            idx, x0, self.context(idx, sig, backend), real, targets, L, policy, trace, start)
         logits = self.head(h)
         loss, ponder = self._loss(logits, targets, losses, halt_logits, L, policy)
         ent = torch.stack(entropies) if entropies else torch.empty(0, *idx.shape, device=idx.device)
@@ -258,7 +261,15 @@ class LoopLM(nn.Module):
             raise ValueError(f"GPT-L with {len(self.blocks)} blocks cannot run {L} loops")
         return L
 
-    def _loops(self, idx, x0, ctx: Context, real, targets, L: int, policy: HaltingConfig, trace: bool):
+    def loop_state(self, idx: torch.Tensor, loops: int) -> torch.Tensor:
+        """(B, T, D) state after `loops` loops at fixed depth (the reference path, no head)."""
+        sig = self.significance(idx)
+        x0 = self.embed(idx, sig)
+        return self._loops(idx, x0, self.context(idx, sig), idx != self.vocab.pad_id, None, self._depth(loops),
+                           HaltingConfig(), False)[0]
+
+    def _loops(self, idx, x0, ctx: Context, real, targets, L: int, policy: HaltingConfig, trace: bool,
+               start: Optional[tuple[torch.Tensor, int]] = None):
         """Apply the block L times -> (h, steps, applications, entropies, losses, halt_logits):
         the final state, loops per token, block-token applications, and per loop the entropy
         (halting or trace), the supervised loops' losses and the learned gate's logits (training).
@@ -269,6 +280,7 @@ class LoopLM(nn.Module):
         gate = policy.mode == "gate" and self.halt_head is not None
         thr = self.thresholds(idx, policy) if dynamic and not gate else None
         h = x0 if cfg.model.reinject == "none" else torch.zeros_like(x0)
+        h, first = start if start is not None else (h, 0)   # loop indices (step embedding) continue from n
         active, survive = real.clone(), torch.ones(real.shape, device=real.device)
         steps = torch.zeros(real.shape, dtype=torch.int32, device=real.device)
         weights = supervision_weights(cfg.train.supervision, L)
@@ -276,7 +288,7 @@ class LoopLM(nn.Module):
         entropies, losses, halt_logits = [], [], []
         for loop in range(L):
             h_in = h.detach() if self.training and cfg.train.tbptt and loop == L - cfg.train.tbptt else h  # truncated BPTT
-            new = self.blocks[loop if len(self.blocks) > 1 else 0](self.block_input(h_in, x0, loop), ctx)
+            new = self.blocks[first + loop if len(self.blocks) > 1 else 0](self.block_input(h_in, x0, first + loop), ctx)
             applications = applications + active.sum()
             supervised = targets is not None and self.training and (gate or weights[loop] > 0)
             # a loop's own prediction is needed to halt on it, to supervise it, or to trace it

@@ -76,6 +76,7 @@ class LoopLMSystem:
             "supervision": "all" if gate else SUPERVISED[t.supervision],
             "ponder": {"beta": c.halting.gate_beta, "prior": c.halting.gate_prior} if gate else None,
             "tbptt": t.tbptt,
+            "progressive": {"weight": t.progressive} if t.progressive else None,
             "halting": {"score": "learned" if gate else "entropy", "halts_when": "above" if gate else "below",
                         "min_loops": c.halting.min_loops, "by_default": c.halting.mode != "fixed"},
             "row_tokens": self.config.data.block_size if text else None,
@@ -319,7 +320,7 @@ class LoopLMSystem:
 
     def unrolled_pair(self, seed: int, loops: int):
         cfg = self.check.override(model={"n_loops": loops, "reinject": "none", "step_embedding": False,
-                                         "tied": True}, train={"depth": "fixed"})
+                                         "tied": True}, train={"depth": "fixed", "progressive": 0.0})
         torch.manual_seed(seed)
         loop = LoopLM(cfg, self.vocab)
         gpt = LoopLM(cfg.override(model={"tied": False}), self.vocab)

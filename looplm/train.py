@@ -72,6 +72,14 @@ def loops_at(step: int, cfg: Config) -> int:
     return cfg.model.n_loops
 
 
+def progressive_split(step: int, cfg: Config, L: int) -> tuple[int, int]:
+    """(n, k) for the progressive loss (Bansal et al. 2022): n ~ U{0..L-1} loops without gradient,
+    then k ~ U{1..L-n} with it, L the step's depth; seeded by (seed, step) as `loops_at`."""
+    rng = random.Random(cfg.train.seed * 31 + step + 7919)
+    n = rng.randint(0, L - 1)
+    return n, rng.randint(1, L - n)
+
+
 def optimizer(model: torch.nn.Module, t: TrainConfig, fused: bool = False) -> torch.optim.AdamW:
     """AdamW; weight decay on matrices only (not on norms, biases or the bias tables)."""
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "rel_bias" not in n]
@@ -90,14 +98,26 @@ def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, idx: torch.Te
     t = cfg.train
     for g in opt.param_groups:
         g["lr"] = lr_at(step, t)
+    L = loops_at(step, cfg)
     with autocast():
-        out = (net or model)(idx, targets, loops=loops_at(step, cfg))
+        # with weight 1 the full pass counts for nothing: left out
+        loss = (net or model)(idx, targets, loops=L).loss if t.progressive < 1 else 0.0
+        if t.progressive:
+            # the state after n loops is a starting point, not something to learn through
+            n, k = progressive_split(step, cfg, L)
+            with torch.no_grad():
+                start = (model.loop_state(idx, n), n) if n else None
+            # DDP takes one forward per backward: after the full pass, this one runs unwrapped (DDP's
+            # gradient hooks fire on each parameter's gradient summed over both passes, so its share
+            # is all-reduced too); without a full pass, it is the wrapped one
+            prog = (model if t.progressive < 1 else net or model)(idx, targets, loops=k, start=start).loss
+            loss = (1 - t.progressive) * loss + t.progressive * prog
     opt.zero_grad(set_to_none=True)
-    out.loss.backward()
+    loss.backward()
     if t.grad_clip:
         torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
     opt.step()
-    return float(out.loss.detach())
+    return float(loss.detach())
 
 
 def peak_memory_mb(device: torch.device) -> float:

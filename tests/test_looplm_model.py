@@ -130,6 +130,21 @@ def test_truncated_bptt_cuts_early_loops():
     assert grads == [False, False, True, True]
 
 
+@pytest.mark.parametrize("reinject,step_embedding", [("add", True), ("none", False), ("adapter", False)])
+def test_loops_resumed_from_a_state_equal_the_uninterrupted_run(reinject, step_embedding):
+    """n loops (loop_state), then k from that state (start=(h, n)) = n + k loops: the progressive
+    loss's second pass continues the same recurrence, step embedding included."""
+    torch.manual_seed(0)
+    model = LoopLM(cfg(reinject=reinject, step_embedding=step_embedding), ADDITION).eval()
+    idx = batch().idx
+    with torch.no_grad():
+        whole = model(idx, loops=5).logits
+        resumed = model(idx, loops=3, start=(model.loop_state(idx, 2), 2)).logits
+        fresh = model(idx, loops=3).logits
+    torch.testing.assert_close(resumed, whole, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(fresh, whole, atol=1e-3)      # the start state mattered
+
+
 def test_gpt_cannot_run_more_loops_than_blocks():
     gpt = LoopLM(cfg(tied=False), ADDITION)
     with pytest.raises(ValueError, match="cannot run 8 loops"):

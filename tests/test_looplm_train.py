@@ -38,6 +38,51 @@ SMALL = Config().override(model={"n_embd": 32, "n_loops": 2, "position": "abacus
                           train={"max_iters": 20, "eval_interval": 10, "eval_problems": 16, "batch_size": 16})
 
 
+def test_progressive_split_covers_every_start_and_stays_within_the_depth():
+    c = Config().override(train={"seed": 3})
+    splits = [T.progressive_split(step, c, 6) for step in range(400)]
+    assert {n for n, _ in splits} == set(range(6))
+    assert all(1 <= k <= 6 - n for n, k in splits)
+    assert splits == [T.progressive_split(step, c, 6) for step in range(400)]     # resumable: (seed, step)
+
+
+def test_progressive_step_mixes_the_full_loss_with_a_resumed_pass():
+    """The step's loss is (1 - a) * the forward's loss + a * the loss of k loops from the no-gradient
+    state after n; with a = 0 it is the forward's loss alone."""
+    from looplm.data import make_batch, problems
+    from looplm.model import LoopLM
+    from looplm.tokens import ADDITION
+    c = Config().override(model={"n_embd": 32, "n_head": 4, "n_loops": 6}, train={"progressive": 0.25, "lr": 1e-9,
+                                                                              "warmup_iters": 0, "grad_clip": 0.0})
+    b = make_batch(problems(8, 1, 3, seed=5), "reversed")
+    torch.manual_seed(0)
+    trained = LoopLM(c, ADDITION).train()
+    warm = c.override(train={"progressive": 0.0, "lr": 1e-2})
+    opt = T.optimizer(trained, warm.train)
+    for step in range(30):       # past the initial plateau, where the loss hardly depends on the loops
+        T.train_step(trained, opt, b.idx, b.targets, 100, warm)
+    seen = 0
+    for step in range(6):
+        model = LoopLM(c, ADDITION).train()
+        model.load_state_dict(trained.state_dict())
+        n, k = T.progressive_split(step, c, 6)
+        with torch.no_grad():
+            full = float(model(b.idx, b.targets, loops=6).loss)
+            start = (model.loop_state(b.idx, n), n) if n else None
+            prog = float(model(b.idx, b.targets, loops=k, start=start).loss)
+        got = T.train_step(model, T.optimizer(model, c.train), b.idx, b.targets, step, c)
+        assert got == pytest.approx(0.75 * full + 0.25 * prog, rel=1e-6)
+        if n + k < 6:     # a shallower pass: its loss differs, far above rel (a step without it fails)
+            assert abs(prog - full) > 1e-3 * full
+            seen += 1
+    assert seen
+
+
+def test_progressive_needs_a_shared_block():
+    with pytest.raises(ValueError, match="tied weights"):
+        Config().override(model={"tied": False}, train={"progressive": 0.5})
+
+
 def test_resume_continues_exactly_where_an_uninterrupted_run_would_be(tmp_path):
     train(SMALL, tmp_path / "straight")
     train(SMALL, tmp_path / "resumed", stop_after=7)                   # stops between two evals

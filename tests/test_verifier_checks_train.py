@@ -116,3 +116,22 @@ def test_the_depth_each_step_ran_is_held_to_the_declared_policy():
     assert depth_problems(random, steps, [3, 8, 2, 5, 5, 7]) == []
     assert "it is not drawn" in depth_problems(random, steps, [5] * 6)[0]
     assert "says [8]" in depth_problems(Design(loops=8), [0], [4])[0]
+
+
+def test_a_progressive_step_runs_its_second_pass_on_top_of_the_declared_depth():
+    """Design.progressive: L + n + k loops per step (n + k in 1..L), or n + k alone at weight 1;
+    the same counts without the declaration break the depth policy."""
+    from verifier.checks.train_checks import declared_loops
+    from verifier.contract import Depth, Progressive
+    fixed = Design(loops=4, depth=Depth(kind="fixed", loops=4))
+    assert declared_loops(fixed.model_copy(update={"progressive": Progressive(weight=0.5)}), 0) == {5, 6, 7, 8}
+    assert declared_loops(fixed.model_copy(update={"progressive": Progressive(weight=1.0)}), 0) == {1, 2, 3, 4}
+    assert depth_problems(fixed, [0, 1], [6, 8]) and not depth_problems(
+        fixed.model_copy(update={"progressive": Progressive(weight=0.5)}), [0, 1], [6, 8])
+
+
+def test_the_bundled_step_with_a_progressive_loss_passes_the_smoke_step():
+    import dsl
+    from verifier import load_target, run
+    report = run(load_target(dsl.BUNDLED, overrides={"progressive": 0.5}), only=["train_step_smoke"])
+    assert report.steps[0].status == "pass", report.steps[0].message

@@ -109,6 +109,15 @@ class Depth(_Decl):
     high: int = Field(1, ge=1)
 
 
+class Progressive(_Decl):
+    """Bansal et al.'s progressive loss (arXiv 2202.05826) in the training step: with L the step's
+    depth, n in 0..L-1 loops run without gradient, then k in 1..L-n loops run on from that state;
+    the step's loss is (1 - weight) * the forward's objective over L loops + weight * the same
+    objective over the k loops. Each step thus runs the loop L + n + k times (n + k with weight 1,
+    where the full pass is left out)."""
+    weight: float = Field(gt=0, le=1)
+
+
 class Corpus(_Decl):
     """A text the training rows are windows of: its file, and the final share of it held out for
     validation (training reads only the text before the cut at len(text) * (1 - held_out))."""
@@ -138,6 +147,7 @@ class Design(_Decl):
     # gate's loss is `ponder` instead (then supervision names the loops it reads: all of them)
     ponder: Optional[Ponder] = None
     tbptt: int = Field(0, ge=0)                     # only the last k loops get gradient (0: all)
+    progressive: Optional[Progressive] = None       # None: the step's loss is the forward's
     halting: Optional[HaltingDecl] = None           # None: no halting at inference
     layout: Optional[Layout] = None
     row_tokens: Optional[int] = Field(None, ge=1)   # every training row's length (a corpus window); None: varies

@@ -57,14 +57,20 @@ class SmokeParams(Params):
 
 
 def declared_loops(design, step: int) -> set[int]:
-    """The loop counts the declared depth policy allows at `step`, from its definition."""
+    """The loop counts the declared depth policy allows at `step`, from its definition (with a
+    progressive loss, the loops of its second pass added: Design.progressive)."""
     d = design.depth
     if d is None or d.kind == "fixed":
-        return {d.loops if d is not None else design.loops}
-    if d.kind == "curriculum":
+        depths = {d.loops if d is not None else design.loops}
+    elif d.kind == "curriculum":
         n = len(d.stages)
-        return {d.stages[min(n - 1, step * n // d.total)]}
-    return set(range(d.low, d.high + 1))
+        depths = {d.stages[min(n - 1, step * n // d.total)]}
+    else:
+        depths = set(range(d.low, d.high + 1))
+    if design.progressive is None:
+        return depths
+    full = 0 if design.progressive.weight == 1 else 1     # the full pass runs unless its weight is 0
+    return {full * L + j for L in depths for j in range(1, L + 1)}
 
 
 def depth_problems(design, steps_run: list[int], ran: list[int]) -> list[str]:
