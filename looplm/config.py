@@ -67,6 +67,9 @@ class TrainConfig(_Frozen):
     # Bansal et al. 2022 (arXiv 2202.05826): loss = (1 - a) * the step's loss + a * the loss of k
     # loops run from the state after n loops taken without gradient (n, k drawn per step); 0 = off
     progressive: float = Field(0.0, ge=0.0, le=1.0)
+    # each token keeps its state instead of taking a training loop's update with this probability
+    # (asynchronous updates, as neural cellular automata train: Mordvintsev et al. 2020); 0 = off
+    update_skip: float = Field(0.0, ge=0.0, le=0.9)
     batch_size: int = Field(128, ge=1)
     lr: float = Field(3e-3, gt=0.0)
     min_lr_ratio: float = Field(0.1, ge=0.0, le=1.0)

@@ -289,6 +289,7 @@ class LoopLM(nn.Module):
         for loop in range(L):
             h_in = h.detach() if self.training and cfg.train.tbptt and loop == L - cfg.train.tbptt else h  # truncated BPTT
             new = self.blocks[first + loop if len(self.blocks) > 1 else 0](self.block_input(h_in, x0, first + loop), ctx)
+            new = self._update(h, new)                 # training with update_skip: some tokens keep h
             applications = applications + active.sum()
             supervised = targets is not None and self.training and (gate or weights[loop] > 0)
             # a loop's own prediction is needed to halt on it, to supervise it, or to trace it
@@ -306,6 +307,17 @@ class LoopLM(nn.Module):
             if supervised:
                 losses.append((weights[loop], self._ce(logits, targets, reduce=not gate)))
         return h, steps, applications, entropies, losses, halt_logits
+
+    def _update(self, h: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+        """The state after a loop: `new`, except in training with update_skip > 0, where each
+        token keeps `h` with that probability, so how far information travels in k loops varies
+        and a state waiting on it must hold. Drawn from torch's CPU generator, which checkpoints
+        save (exact resume)."""
+        p = self.config.train.update_skip
+        if not (self.training and p):
+            return new
+        keep = (torch.rand(h.shape[:2]) < p).to(h.device)[..., None]          # (B, T, 1)
+        return torch.where(keep, h, new)
 
     def _entropy(self, logits: torch.Tensor, backend: str) -> torch.Tensor:
         """(B, T, V) -> (B, T) prediction entropy in nats (detached)."""

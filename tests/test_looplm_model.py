@@ -145,6 +145,26 @@ def test_loops_resumed_from_a_state_equal_the_uninterrupted_run(reinject, step_e
     assert not torch.allclose(fresh, whole, atol=1e-3)      # the start state mattered
 
 
+def test_update_skip_keeps_some_tokens_state_in_training_only():
+    """With update_skip, a training loop leaves a share of tokens at their previous state (so the
+    final state is a mix of depths); evaluation and update_skip 0 take every update."""
+    torch.manual_seed(0)
+    model = LoopLM(cfg().override(train={"update_skip": 0.5}), ADDITION)
+    idx = batch(n=32).idx
+    states = []
+    model.blocks[0].register_forward_pre_hook(lambda m, a: states.append(a[0].detach()))
+    model.train()
+    model(idx, loops=3)
+    x0 = states[0]                                  # reinject add: loop 0's input is 0 + x0
+    kept = ((states[2] - states[1]).abs().amax(-1) == 0).float().mean()   # tokens that skipped loop 1
+    assert 0.35 < float(kept) < 0.65
+    states.clear()
+    model.eval()
+    model(idx, loops=3)
+    assert float(((states[2] - states[1]).abs().amax(-1) == 0).float().mean()) == 0.0
+    assert torch.equal(states[0], x0)
+
+
 def test_gpt_cannot_run_more_loops_than_blocks():
     gpt = LoopLM(cfg(tied=False), ADDITION)
     with pytest.raises(ValueError, match="cannot run 8 loops"):

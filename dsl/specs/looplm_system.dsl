@@ -71,6 +71,7 @@ system LoopLM {
     param tbptt: int = 0 in 0..256 "0 = full BPTT through every loop (bug 4)"
     param supervision: enum = last in [last, half, all, weighted] "which loops' outputs carry the loss (bug 11)"
     param progressive: float = 0.0 in 0.0..1.0 "weight of the progressive loss: k loops from a no-gradient state after n (Bansal et al. 2022)"
+    param update_skip: float = 0.0 in 0.0..0.9 "chance a token keeps its state through a training loop (asynchronous updates)"
     param batch_size: int = 128 in 1..65536
     param lr: float = 0.003 in 1e-6..1.0
     param min_lr_ratio: float = 0.1 in 0.0..1.0
