@@ -4,7 +4,10 @@ inference across the length-generalization workload, side by side in one run:
     eager        the PyTorch reference path (bf16 autocast)
     compile      torch.compile of the same
     graphs       eager replayed as one CUDA graph (looplm.graphs.Graphed)
-    compile_graph  torch.compile replayed as one CUDA graph: the strongest PyTorch baseline
+    compile_graph  torch.compile of the whole model replayed as one CUDA graph
+    regional_graph torch.compile of the shared block and the head only (regional compilation, as
+                 PyTorch recommends for repeated layers: one compiled block serves every loop, so
+                 compile time does not grow with L), the whole forward replayed as one CUDA graph
     cutile_plain the default path on the GPU (dispatch: the persistent cuTile kernel up to T = 128,
                  the tiled looped block beyond), called plainly
     cutile       the same replayed as one CUDA graph
@@ -13,9 +16,10 @@ inference across the length-generalization workload, side by side in one run:
 
 Writes bench/results/kernels-<device>.json (or --out) after every row. Times are CUDA-event
 medians after warm-up, rotating over three input batches (never zeros); each timing takes about
-a second and a half of calls. torch.compile is timed up to --compile-max-loops loops and
---compile-max-T tokens (beyond, its compile time leaves no time for anything else), then the
-faster of graphs and compile_graph is the baseline.
+a second and a half of calls. Whole-model torch.compile unrolls the loop, so it is timed up to
+--compile-max-loops loops (compile time grows with L); regional compilation at every shape. The
+baseline is the fastest of graphs, compile_graph and regional_graph; each compile's wall time is
+recorded.
 """
 from __future__ import annotations
 
@@ -26,11 +30,16 @@ from pathlib import Path
 import torch
 
 from bench.common import RESULTS, device_kind, record, table
+from looplm.graphs import Graphed
 
 BATCH = {8: 4096, 12: 1024, 32: 256, 100: 64, 1000: 8}   # about 40k-110k tokens per call
 
 
-def median_ms(fn, inputs: list, budget_s: float = 1.5, warmup: int = 3) -> float:
+BUDGET_S = 1.5     # calls per timing: until this much time, at least 5 and at most 25 (--budget)
+
+
+def median_ms(fn, inputs: list, budget_s: float | None = None, warmup: int = 3) -> float:
+    budget_s = BUDGET_S if budget_s is None else budget_s
     for i in range(warmup):
         fn(inputs[i % len(inputs)])
     torch.cuda.synchronize()
@@ -106,34 +115,88 @@ def _compiled(model, L: int, policy):
     return run
 
 
-def workload_row(model, digits: int, L: int, halting: bool, with_compile: bool) -> dict:
+def regional_model(model):
+    """A copy of the model whose shared block(s) and head are compiled, the rest eager. One copy
+    serves every row: each new input shape compiles once, and L does not enter the compiled code."""
+    import copy
+    from kernels import halting as H
+    m = copy.deepcopy(model)
+    for block in m.blocks:
+        block.compile(dynamic=False)
+    m.head = torch.compile(m.head, dynamic=False)
+    m.halting_update = torch.compile(H.halting_update_reference, dynamic=False)   # swapped in by _regional
+    return m
+
+
+def no_silent_eager() -> None:
+    """Past dynamo's recompile limit (8 per code object) a compiled function silently runs eager:
+    this bench compiles the same code for up to 5 shapes x 3 depths x 2 halting modes."""
+    import torch._dynamo.config as cfg
+    for name, value in (("cache_size_limit", 256), ("recompile_limit", 256),
+                        ("accumulated_cache_size_limit", 4096), ("accumulated_recompile_limit", 4096)):
+        if hasattr(cfg, name):
+            setattr(cfg, name, value)
+
+
+def _regional(m, L: int, policy):
+    from kernels import dispatch
+    from kernels import halting as H
+
+    def run(idx):
+        eager_update, H.halting_update_reference = H.halting_update_reference, m.halting_update
+        try:
+            with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16), dispatch.use("reference"):
+                return m(idx, loops=L, halting=policy).logits
+        finally:
+            H.halting_update_reference = eager_update
+    return run
+
+
+def _timed_compile(ms: dict, name: str, build, batches) -> tuple[float, str | None]:
+    """Time a compiled path plainly and graphed into ms[name], ms[name + '_graph'] -> (compile seconds
+    (the first call's wall time), the failure if it failed: recorded, not hidden)."""
+    import time
+    try:
+        fn = build()
+        t0 = time.perf_counter()
+        fn(batches[0])
+        torch.cuda.synchronize()
+        seconds = time.perf_counter() - t0
+        ms[name] = median_ms(fn, batches)
+        ms[name + "_graph"] = median_ms(Graphed(fn, batches[0]), batches)
+        return seconds, None
+    except Exception as e:
+        return float("nan"), f"{type(e).__name__}: {str(e).splitlines()[0][:300]}" if str(e) else type(e).__name__
+
+
+def workload_row(model, regional, digits: int, L: int, halting: bool, with_compile: bool) -> dict:
     from looplm.config import HaltingConfig
     from looplm.data import make_batch, problems
-    from looplm.graphs import Graphed
     batches = [make_batch(problems(BATCH[digits], digits, digits, seed=s), model.config.data.format).idx.cuda()
                for s in range(3)]
     policy = HaltingConfig(mode="entropy", threshold=0.05) if halting else HaltingConfig()
     eager, default = _paths(model, L, policy)
     ms = {"eager": median_ms(eager, batches), "graphs": median_ms(Graphed(eager, batches[0]), batches)}
-    failure = None
-    if with_compile:
-        try:
-            comp = _compiled(model, L, policy)
-            ms["compile"] = median_ms(comp, batches)
-            ms["compile_graph"] = median_ms(Graphed(comp, batches[0]), batches)
-        except Exception as e:    # recorded, not hidden: the row then compares against graphs only
-            failure = f"{type(e).__name__}: {str(e).splitlines()[0][:300]}" if str(e) else type(e).__name__
+    compile_s, failures = {}, {}
+    for name, build, wanted in (("compile", lambda: _compiled(model, L, policy), with_compile),
+                                ("regional", lambda: _regional(regional, L, policy), True)):
+        if wanted:
+            compile_s[name], failure = _timed_compile(ms, name, build, batches)
+            if failure:
+                failures[name] = failure
     ms["cutile_plain"] = median_ms(default, batches)
     ms["cutile"] = median_ms(Graphed(default, batches[0]), batches)
     ms["eager"] = min(ms["eager"], median_ms(eager, batches))   # eager swings with the host: keep its best
     real = batches[0] != model.vocab.pad_id
     agree = float((default(batches[0]).argmax(-1) == eager(batches[0]).argmax(-1))[real].float().mean())
-    best = min(ms["graphs"], ms.get("compile_graph", float("inf")))
+    others = {k: ms[k] for k in ("graphs", "compile_graph", "regional_graph") if k in ms}
+    best = min(others.values())
     return {"digits": digits, "T": int(batches[0].shape[1]), "batch": BATCH[digits], "L": L, "halting": halting,
             "persistent_kernel": _fusable(model, batches[0], policy), "ms": ms,
+            "best_other": min(others, key=others.get), "compile_s": compile_s,
             "speedup_vs_best_other": best / ms["cutile"], "plain_speedup_vs_eager": ms["eager"] / ms["cutile_plain"],
             "speedup_vs_eager": ms["eager"] / ms["cutile"], "argmax_agreement_vs_eager": agree,
-            **({"compile_failed": failure} if failure else {})}
+            **({"compile_failed": failures} if failures else {})}
 
 
 def _fusable(model, idx, policy) -> bool:
@@ -142,34 +205,51 @@ def _fusable(model, idx, policy) -> bool:
 
 
 def main() -> None:
+    global BUDGET_S
     ap = argparse.ArgumentParser()
     ap.add_argument("--ckpt")
     ap.add_argument("--digits", default="8,12,32,100,1000")
     ap.add_argument("--loops", default="12,24,64")
     ap.add_argument("--compile-max-loops", type=int, default=24)
-    ap.add_argument("--compile-max-T", type=int, default=303)
+    ap.add_argument("--compile-halting", default="off,on", help="halting modes whose rows compile the whole model")
+    ap.add_argument("--budget", type=float, default=BUDGET_S, help="seconds of calls per timing")
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--merge", type=Path, help="keep this earlier result's rows of other digits (a workload "
+                                                 "split over several calls); its commands are kept as 'merged'")
     args = ap.parse_args()
+    BUDGET_S = args.budget
+    whole_modes = {m.strip() == "on" for m in args.compile_halting.split(",") if m.strip()}
     out = args.out or RESULTS / f"kernels-{device_kind()}.json"
+    digits_run = [int(d) for d in args.digits.split(",")]
+    kept, merged = [], []
+    if args.merge:
+        import json
+        old = json.loads(args.merge.read_text())
+        kept = [r for r in old["loop_inference"] if r["digits"] not in digits_run]
+        merged = [*old.get("merged", []), {k: old.get(k) for k in ("date", "commit", "command", "commit_note")}]
     copy = copy_bandwidth()
     halt = halting_bandwidth()
     halt["bandwidth_fraction"] = halt["bandwidth_gbs"] / copy
-    data = {"copy_bandwidth_gbs": copy, "halting": halt, "checkpoint": args.ckpt, "batch_by_digits": BATCH}
+    data = {"copy_bandwidth_gbs": copy, "halting": halt, "checkpoint": args.ckpt, "batch_by_digits": BATCH,
+            **({"merged": merged} if merged else {})}
     table("halting update", ["copy GB/s", "halting GB/s", "fraction of copy", "ms", "reference ms"],
           [[copy, halt["bandwidth_gbs"], halt["bandwidth_fraction"], halt["ms"], halt["reference_ms"]]])
     model = inference_model(args.ckpt)
-    data["model"], rows = model.config.model.model_dump(), []
-    for digits in (int(d) for d in args.digits.split(",")):
+    no_silent_eager()
+    regional = regional_model(model)
+    data["model"], rows = model.config.model.model_dump(), kept
+    for digits in digits_run:
         for halting in (False, True):
             for L in (int(x) for x in args.loops.split(",")):
-                T = 3 * digits + 3
-                rows.append(workload_row(model, digits, L, halting, L <= args.compile_max_loops and T <= args.compile_max_T))
-                print({k: rows[-1][k] for k in ("digits", "L", "halting", "ms", "speedup_vs_best_other")}, flush=True)
+                rows.append(workload_row(model, regional, digits, L, halting, L <= args.compile_max_loops and halting in whole_modes))
+                print({k: rows[-1][k] for k in ("digits", "L", "halting", "ms", "compile_s", "best_other",
+                                                "speedup_vs_best_other")}, flush=True)
                 record(out.stem, {**data, "loop_inference": rows}, out=out)
     table("looped inference (ms, median)", ["digits", "T", "B", "L", "halt", "eager", "graphs", "compile+graph",
-                                            "cutile plain", "cutile", "x best other", "plain x eager", "agree"],
+                                            "regional+graph", "cutile plain", "cutile", "x best other",
+                                            "plain x eager", "agree"],
           [[r["digits"], r["T"], r["batch"], r["L"], r["halting"], r["ms"]["eager"], r["ms"]["graphs"],
-            r["ms"].get("compile_graph", "-"), r["ms"]["cutile_plain"], r["ms"]["cutile"], r["speedup_vs_best_other"],
+            r["ms"].get("compile_graph", "-"), r["ms"].get("regional_graph", "-"), r["ms"]["cutile_plain"], r["ms"]["cutile"], r["speedup_vs_best_other"],
             r["plain_speedup_vs_eager"], r["argmax_agreement_vs_eager"]] for r in rows])
     print(f"wrote {record(out.stem, {**data, 'loop_inference': rows}, out=out)}")
 
