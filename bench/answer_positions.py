@@ -7,8 +7,10 @@ Exact match says only that an answer is wrong. This scores every answer position
 from the answer's first token, the accuracy and the model's most frequent prediction. The pattern
 tells a broken rule from a shortcut: a model that counts its place in the answer instead of reading
 its column's significance predicts the end token at the position where every training answer
-ended (index 5 after 1-4 digit operands), whatever the operands' length.
-Writes bench/results/answer-positions.json.
+ended (index 5 after 1-4 digit operands), whatever the operands' length. `--loops 1,2,4,16` scores
+each position after each of those loop counts instead of digits + 4: whether a place, once right,
+stays right as the loop runs on. `--kinds` and `--out` as named.
+Writes bench/results/answer-positions.json (or --out).
 """
 from __future__ import annotations
 
@@ -45,19 +47,22 @@ def main() -> None:
     ap.add_argument("--digits", default="4,5,6,8,12")
     ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--extra-loops", type=int, default=4, help="loops = digits + this")
+    ap.add_argument("--loops", help="comma-separated loop counts to score at (instead of digits + extra)")
+    ap.add_argument("--kinds", default="random,carry_chain")
+    ap.add_argument("--out", default="answer-positions", help="name of the JSON under bench/results/")
     args = ap.parse_args()
     rows = []
     for path in args.ckpt:
         model = checkpoint.load(path).model.float()
         for d in (int(x) for x in args.digits.split(",")):
-            for kind in ("random", "carry_chain"):
-                pos = positions(model, d, args.n, d + args.extra_loops, kind, seed=d)
-                rows.append({"checkpoint": path, "digits": d, "kind": kind, "loops": d + args.extra_loops,
-                             "positions": pos})
-                table(f"{path}: {d} digits, {kind}, loops {d + args.extra_loops}",
-                      [str(p["index"]) for p in pos],
-                      [[f"{p['accuracy']:.2f}" for p in pos], [f"{p['top_prediction']} {p['top_share']:.2f}" for p in pos]])
-    print(f"wrote {record('answer-positions', {'n': args.n, 'rows': rows})}")
+            for kind in args.kinds.split(","):
+                for loops in ([int(x) for x in args.loops.split(",")] if args.loops else [d + args.extra_loops]):
+                    pos = positions(model, d, args.n, loops, kind, seed=d)
+                    rows.append({"checkpoint": path, "digits": d, "kind": kind, "loops": loops, "positions": pos})
+                    table(f"{path}: {d} digits, {kind}, loops {loops}", [str(p["index"]) for p in pos],
+                          [[f"{p['accuracy']:.2f}" for p in pos],
+                           [f"{p['top_prediction']} {p['top_share']:.2f}" for p in pos]])
+    print(f"wrote {record(args.out, {'n': args.n, 'rows': rows})}")
 
 
 if __name__ == "__main__":
