@@ -289,7 +289,7 @@ class LoopLM(nn.Module):
         for loop in range(L):
             h_in = h.detach() if self.training and cfg.train.tbptt and loop == L - cfg.train.tbptt else h  # truncated BPTT
             new = self.blocks[first + loop if len(self.blocks) > 1 else 0](self.block_input(h_in, x0, first + loop), ctx)
-            new = self._update(h, new)                 # training with update_skip: some tokens keep h
+            new = self._update(h_in, new)              # training with update_skip: some tokens keep h
             applications = applications + active.sum()
             supervised = targets is not None and self.training and (gate or weights[loop] > 0)
             # a loop's own prediction is needed to halt on it, to supervise it, or to trace it

@@ -120,8 +120,12 @@ def test_supervision_weights():
     assert w == sorted(w) and sum(w) == pytest.approx(1)
 
 
-def test_truncated_bptt_cuts_early_loops():
-    model = LoopLM(cfg().override(train={"tbptt": 2}), ADDITION)     # 4 loops, the last 2 backpropagated
+@pytest.mark.parametrize("update_skip", [0.0, 0.5])
+def test_truncated_bptt_cuts_early_loops(update_skip):
+    """Tokens that keep their state through a loop (update_skip) keep the detached one: no path
+    around the cut."""
+    torch.manual_seed(0)
+    model = LoopLM(cfg().override(train={"tbptt": 2, "update_skip": update_skip}), ADDITION)   # 4 loops, last 2 backpropagated
     inputs = []
     model.blocks[0].register_forward_pre_hook(lambda m, a: (a[0].requires_grad and a[0].retain_grad(), inputs.append(a[0]))[1] and None)
     b = batch()

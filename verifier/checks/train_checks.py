@@ -69,7 +69,7 @@ def declared_loops(design, step: int) -> set[int]:
         depths = set(range(d.low, d.high + 1))
     if design.progressive is None:
         return depths
-    full = 0 if design.progressive.weight == 1 else 1     # the full pass runs unless its weight is 0
+    full = 0 if design.progressive.weight == 1 else 1     # the full pass is left out at weight 1 only
     return {full * L + j for L in depths for j in range(1, L + 1)}
 
 
