@@ -5,9 +5,10 @@ inference across the length-generalization workload, side by side in one run:
     compile      torch.compile of the same
     graphs       eager replayed as one CUDA graph (looplm.graphs.Graphed)
     compile_graph  torch.compile of the whole model replayed as one CUDA graph
-    regional_graph torch.compile of the shared block and the head only (regional compilation, as
-                 PyTorch recommends for repeated layers: one compiled block serves every loop, so
-                 compile time does not grow with L), the whole forward replayed as one CUDA graph
+    regional_graph torch.compile of the shared block, the head and the halting update only (regional
+                 compilation, as PyTorch recommends for repeated layers: one compiled block serves
+                 every loop, so compile time does not grow with L), the whole forward replayed as
+                 one CUDA graph
     cutile_plain the default path on the GPU (dispatch: the persistent cuTile kernel up to T = 128,
                  the tiled looped block beyond), called plainly
     cutile       the same replayed as one CUDA graph
@@ -93,34 +94,30 @@ def inference_model(ckpt: str | None):
     return LoopLM(Config().override(model={"n_embd": 128, "n_head": 4, "n_loops": 12}), ADDITION).cuda().eval()
 
 
-def _paths(model, L: int, policy):
-    """(reference path, the default dispatch path) as idx -> logits, both under bf16 autocast (the
-    persistent kernel makes its own bf16 weight copies either way)."""
+def _call(fn, L: int, policy, backend: str):
+    """idx -> the logits of fn(idx, loops=L, halting=policy): no grad, bf16 autocast, the named kernel
+    backend (the persistent kernel makes its own bf16 weight copies either way)."""
     from kernels import dispatch
-
-    def eager(idx):
-        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16), dispatch.use("reference"):
-            return model(idx, loops=L, halting=policy).logits
-
-    def default(idx):    # the same autocast as eager: where dispatch picks the reference, the same path
-        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16), dispatch.use("auto"):
-            return model(idx, loops=L, halting=policy).logits
-    return eager, default
-
-
-def _compiled(model, L: int, policy):
-    from kernels import dispatch
-    compiled = torch.compile(model, dynamic=False)
 
     def run(idx):
-        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16), dispatch.use("reference"):
-            return compiled(idx, loops=L, halting=policy).logits
+        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16), dispatch.use(backend):
+            return fn(idx, loops=L, halting=policy).logits
     return run
 
 
+def _paths(model, L: int, policy):
+    """(the reference path, the default dispatch path; where dispatch picks the reference, the same)."""
+    return _call(model, L, policy, "reference"), _call(model, L, policy, "auto")
+
+
+def _compiled(model, L: int, policy):
+    return _call(torch.compile(model, dynamic=False), L, policy, "reference")
+
+
 def regional_model(model):
-    """A copy of the model whose shared block(s) and head are compiled, the rest eager. One copy
-    serves every row: each new input shape compiles once, and L does not enter the compiled code."""
+    """A copy of the model whose shared block(s), head and halting update are compiled, the rest
+    eager. One copy serves every row: each new input shape compiles once, and L does not enter
+    the compiled code."""
     import copy
     from kernels import halting as H
     m = copy.deepcopy(model)
@@ -142,14 +139,14 @@ def no_silent_eager() -> None:
 
 
 def _regional(m, L: int, policy):
-    from kernels import dispatch
+    """The regional copy's reference path, its compiled halting update swapped in for the call."""
     from kernels import halting as H
+    inner = _call(m, L, policy, "reference")
 
     def run(idx):
         eager_update, H.halting_update_reference = H.halting_update_reference, m.halting_update
         try:
-            with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16), dispatch.use("reference"):
-                return m(idx, loops=L, halting=policy).logits
+            return inner(idx)
         finally:
             H.halting_update_reference = eager_update
     return run
