@@ -77,24 +77,22 @@ def masked_biased(s, ok, d, key_digit, bvals, CLIP, WINDOW, USE_BIAS):
     return ct.where(ok, s, -INF)
 
 
-def key_tile_step(q, K, V, SIG, bvals, b, h, j, q_pos, sig_q, plen, T, m_i, l_i, acc, scale,
-                  BLOCK_M, BLOCK_N, HD, CLIP, WINDOW, USE_BIAS, PREFIX):
-    """Key tile j of head h of sequence b into a query tile's online softmax -> (m_i, l_i, acc).
-    q (BLOCK_M, HD) in the matrices' dtype; q_pos, sig_q (BLOCK_M,) its rows' positions and
-    significance; m_i, l_i (BLOCK_M, 1) the running max and sum, acc (BLOCK_M, HD) the unnormalised
-    output. The mask and bias of the module docstring; a row whose keys are all masked so far
-    keeps m = -inf and exponentiates against 0 (bug 6). A plain helper: cuTile compiles it as a
-    tile function (the tiled looped block calls it too)."""
-    k = ct.reshape(ct.load(K, index=(b, h, j, 0), shape=(1, 1, BLOCK_N, HD), padding_mode=ct.PaddingMode.ZERO),
-                   (BLOCK_N, HD))
-    v = ct.reshape(ct.load(V, index=(b, h, j, 0), shape=(1, 1, BLOCK_N, HD), padding_mode=ct.PaddingMode.ZERO),
-                   (BLOCK_N, HD))
-    s = ct.mma(q, ct.transpose(k), ct.full((BLOCK_M, BLOCK_N), 0.0, dtype=ct.float32)) * scale
+def key_tile_mask(SIG, b, j, q_pos, sig_q, plen, T, BLOCK_N, PREFIX):
+    """What key tile j of sequence b lets a query tile see, before the window: (ok, d, key_digit),
+    (rows, keys) tiles of the position rule (and keys past T masked), the significance
+    differences and the keys that are digits; `masked_biased` applies the window and the bias.
+    q_pos, sig_q (rows,) the query rows' positions and significance."""
     k_pos = j * BLOCK_N + ct.arange(BLOCK_N, dtype=ct.int32)
     sig_k = ct.reshape(ct.load(SIG, index=(b, j), shape=(1, BLOCK_N), padding_mode=ct.PaddingMode.ZERO), (BLOCK_N,))
     ok = position_ok(q_pos[:, None], k_pos[None, :], q_pos[:, None] < plen, k_pos[None, :] < plen, PREFIX)
-    ok = ok & (k_pos[None, :] < T)
-    s = masked_biased(s, ok, sig_q[:, None] - sig_k[None, :], sig_k[None, :] >= 0, bvals, CLIP, WINDOW, USE_BIAS)
+    return ok & (k_pos[None, :] < T), sig_q[:, None] - sig_k[None, :], sig_k[None, :] >= 0
+
+
+def softmax_step(s, v, m_i, l_i, acc):
+    """Masked scores s (rows, keys) and values v (keys, HD) into a query tile's online softmax
+    -> (m_i, l_i, acc): m_i, l_i (rows, 1) the running max and sum, acc (rows, HD) the
+    unnormalised output. A row whose keys are all masked so far keeps m = -inf and exponentiates
+    against 0 (bug 6)."""
     m_new = ct.maximum(m_i, ct.max(s, axis=1, keepdims=True))
     m_use = ct.where(m_new > -INF, m_new, 0.0)
     p = ct.exp(s - m_use)
@@ -102,6 +100,43 @@ def key_tile_step(q, K, V, SIG, bvals, b, h, j, q_pos, sig_q, plen, T, m_i, l_i,
     l_i = l_i * alpha + ct.sum(p, axis=1, keepdims=True)
     acc = ct.mma(ct.astype(p, v.dtype), v, acc * alpha)
     return m_new, l_i, acc
+
+
+def key_tile_step(q, K, V, SIG, bvals, b, h, j, q_pos, sig_q, plen, T, m_i, l_i, acc, scale,
+                  BLOCK_M, BLOCK_N, HD, CLIP, WINDOW, USE_BIAS, PREFIX):
+    """Key tile j of head h of sequence b into a query tile's online softmax -> (m_i, l_i, acc).
+    q (BLOCK_M, HD) in the matrices' dtype; q_pos, sig_q (BLOCK_M,) its rows' positions and
+    significance; m_i, l_i, acc as `softmax_step`. The mask and bias of the module docstring.
+    A plain helper: cuTile compiles it as a tile function."""
+    k = ct.reshape(ct.load(K, index=(b, h, j, 0), shape=(1, 1, BLOCK_N, HD), padding_mode=ct.PaddingMode.ZERO),
+                   (BLOCK_N, HD))
+    v = ct.reshape(ct.load(V, index=(b, h, j, 0), shape=(1, 1, BLOCK_N, HD), padding_mode=ct.PaddingMode.ZERO),
+                   (BLOCK_N, HD))
+    s = ct.mma(q, ct.transpose(k), ct.full((BLOCK_M, BLOCK_N), 0.0, dtype=ct.float32)) * scale
+    ok, d, key_digit = key_tile_mask(SIG, b, j, q_pos, sig_q, plen, T, BLOCK_N, PREFIX)
+    return softmax_step(masked_biased(s, ok, d, key_digit, bvals, CLIP, WINDOW, USE_BIAS), v, m_i, l_i, acc)
+
+
+def key_tile_step_heads(qs, K, V, SIG, bvs, b, j, q_pos, sig_q, plen, T, ms, ls, accs, scale,
+                        BLOCK_M, BLOCK_N, HD, CLIP, WINDOW, USE_BIAS, PREFIX):
+    """`key_tile_step` for every head at once: qs, bvs, ms, ls, accs are tuples with one entry per
+    head (its queries, `bias_values`, running max, sum and output). The key tile's keys and values
+    come in one load each for all heads and its mask is built once; the heads' products and
+    softmaxes are independent work the compiler can overlap (four per-head passes over the key
+    tiles were four chains of dependent loads: the tiled looped block is latency-bound)."""
+    H = len(qs)
+    kt = ct.load(K, index=(b, 0, j, 0), shape=(1, H, BLOCK_N, HD), padding_mode=ct.PaddingMode.ZERO)
+    vt = ct.load(V, index=(b, 0, j, 0), shape=(1, H, BLOCK_N, HD), padding_mode=ct.PaddingMode.ZERO)
+    ok, d, key_digit = key_tile_mask(SIG, b, j, q_pos, sig_q, plen, T, BLOCK_N, PREFIX)
+    out_m, out_l, out_acc = (), (), ()
+    for hh in ct.static_iter(range(H)):
+        k = ct.reshape(ct.extract(kt, (0, hh, 0, 0), shape=(1, 1, BLOCK_N, HD)), (BLOCK_N, HD))
+        v = ct.reshape(ct.extract(vt, (0, hh, 0, 0), shape=(1, 1, BLOCK_N, HD)), (BLOCK_N, HD))
+        s = ct.mma(qs[hh], ct.transpose(k), ct.full((BLOCK_M, BLOCK_N), 0.0, dtype=ct.float32)) * scale
+        m_i, l_i, acc = softmax_step(masked_biased(s, ok, d, key_digit, bvs[hh], CLIP, WINDOW, USE_BIAS), v,
+                                     ms[hh], ls[hh], accs[hh])
+        out_m, out_l, out_acc = out_m + (m_i,), out_l + (l_i,), out_acc + (acc,)
+    return out_m, out_l, out_acc
 
 
 @tile_kernel()

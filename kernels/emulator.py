@@ -78,6 +78,11 @@ def static_iter(iterable):
     return iterable
 
 
+def static_eval(value):
+    """A compile-time Python expression in cuTile; already evaluated here."""
+    return value
+
+
 def cdiv(a, b):
     return -(-a // b)
 
@@ -222,6 +227,16 @@ def transpose(x, axis0=None, axis1=None):
 
 
 
+
+
+def permute(x, axes):
+    return _t(x).permute(*axes)
+
+
+def extract(x, index, shape):
+    """The subtile at tile index `index` of a tile split into `shape` pieces (as `load`)."""
+    x = _t(x)
+    return x[tuple(slice(int(i) * s, (int(i) + 1) * s) for i, s in zip(index, _shape(shape)))]
 
 
 def mma(x, y, acc, **_):

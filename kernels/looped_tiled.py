@@ -14,6 +14,9 @@ K, V (B, H, T, HD) of its input state, runs attention + projection + MLP (+ halt
 query rows, writes their new state and, unless it is the last loop, the keys and values of the
 next loop's input for the same rows into the other K, V buffer (ping-pong: other blocks of
 this launch still read the current one). The last launch writes the logits. L + 1 launches.
+Within a launch the heads are unrolled: queries, keys and values come from one (TM, D) x (D, D)
+product each, and each listed key tile is loaded once for all heads with its mask built once
+(`attention.key_tile_step_heads`).
 
 Which key tiles a query tile needs is decided once per forward, on the host, from per-tile
 summaries (positions, significance range, non-digit keys): a superset of the tiles holding a
@@ -25,7 +28,7 @@ import math
 
 import torch
 
-from .attention import bias_values, key_tile_step
+from .attention import bias_values, key_tile_step_heads
 from .halting import row_entropy
 from .looped_block import (WORKER_WARPS, Weights, halt_step, head_logits, layer_norm, load_vec, looped_block_reference,
                            mlp_residual)
@@ -34,7 +37,8 @@ from .tile import ct, next_pow2, tile_kernel
 ConstInt = ct.Constant[int]
 ConstBool = ct.Constant[bool]
 INF = math.inf
-TILE = 64          # query and key rows per tile (fewer where T is shorter)
+TILE = 64          # query rows per tile (fewer where T is shorter)
+KEY_TILE = 64      # key rows per step (32 halves the score tiles but doubles the steps: slower on the H200)
 MAX_D = 128        # one (TM, D) state tile per block, as the persistent kernel
 CHUNK = 128        # MLP hidden columns per step
 MAX_V = 128        # the head's (VP, D) weight tile stays small
@@ -59,25 +63,27 @@ def block_input(h, X0, STEP, b, bm, loop, TM, D, REINJECT, STEP_EMB):
     return inp
 
 
-def store_kv(a, WQKV, K, V, b, bm, n_head, TM, HD, D):
-    """Keys and values of the (TM, D) normed input `a`, per head, into K, V (B, H, T, HD)."""
-    for hh in range(n_head):
-        wk = ct.load(WQKV, index=(n_head + hh, 0), shape=(HD, D))
-        wv = ct.load(WQKV, index=(2 * n_head + hh, 0), shape=(HD, D))
-        k = ct.mma(a, ct.transpose(wk), ct.full((TM, HD), 0.0, dtype=ct.float32))
-        v = ct.mma(a, ct.transpose(wv), ct.full((TM, HD), 0.0, dtype=ct.float32))
-        ct.store(K, index=(b, hh, bm, 0), tile=ct.reshape(ct.astype(k, K.dtype), (1, 1, TM, HD)))
-        ct.store(V, index=(b, hh, bm, 0), tile=ct.reshape(ct.astype(v, V.dtype), (1, 1, TM, HD)))
+def store_kv(a, WQKV, K, V, b, bm, TM, HD, D):
+    """Keys and values of the (TM, D) normed input `a` into K, V (B, H, T, HD): one product per
+    matrix for all heads, split into heads on the way out."""
+    H = D // HD
+    wk = ct.load(WQKV, index=(1, 0), shape=(D, D))            # rows D..2D-1: the key heads
+    wv = ct.load(WQKV, index=(2, 0), shape=(D, D))            # rows 2D..3D-1: the value heads
+    k = ct.astype(ct.mma(a, ct.transpose(wk), ct.full((TM, D), 0.0, dtype=ct.float32)), K.dtype)
+    v = ct.astype(ct.mma(a, ct.transpose(wv), ct.full((TM, D), 0.0, dtype=ct.float32)), V.dtype)
+    # (TM, D) -> (1, H, TM, HD): head hh's columns hh*HD.. become K[b, hh]
+    ct.store(K, index=(b, 0, bm, 0), tile=ct.reshape(ct.permute(ct.reshape(k, (TM, H, HD)), (1, 0, 2)), (1, H, TM, HD)))
+    ct.store(V, index=(b, 0, bm, 0), tile=ct.reshape(ct.permute(ct.reshape(v, (TM, H, HD)), (1, 0, 2)), (1, H, TM, HD)))
 
 
 @tile_kernel()
-def first_kv_kernel(H_, X0, STEP, LN1W, LN1B, WQKV, K, V, n_head: int, reinject: bool, step_emb: bool,
+def first_kv_kernel(H_, X0, STEP, LN1W, LN1B, WQKV, K, V, reinject: bool, step_emb: bool,
                     TM: ConstInt, D: ConstInt, HD: ConstInt):
     """grid (cdiv(T, TM), B): keys and values of loop 0's input."""
     bm, b = ct.bid(0), ct.bid(1)
     inp = block_input(load_rows(H_, b, bm, TM, D), X0, STEP, b, bm, 0, TM, D, reinject, step_emb)
     a = ct.astype(layer_norm(inp, load_vec(LN1W, D), load_vec(LN1B, D), D), WQKV.dtype)
-    store_kv(a, WQKV, K, V, b, bm, n_head, TM, HD, D)
+    store_kv(a, WQKV, K, V, b, bm, TM, HD, D)
 
 
 # worker warps: a (64, 128) fp32 tile is 64 registers per thread at cuTile's default 4 warps, and
@@ -85,7 +91,7 @@ def first_kv_kernel(H_, X0, STEP, LN1W, LN1B, WQKV, K, V, n_head: int, reinject:
 @tile_kernel(num_worker_warps=WORKER_WARPS)
 def loop_tile_kernel(H_, X0, STEP, SIG, PLEN, THR, ACTIVE, STEPS, COUNT, LIST, K, V, K_NEXT, V_NEXT,
                      LN1W, LN1B, WQKV, WPROJ, LN2W, LN2B, W1, B1, W2, B2, LNFW, LNFB, WTE, BIAS, LOGITS,
-                     scale: float, log_v: float, loop: int, min_loops: int, n_head: int, n_chunks: int,
+                     scale: float, log_v: float, loop: int, min_loops: int, n_chunks: int,
                      last: bool, reinject: bool, step_emb: bool, halting: bool,
                      TM: ConstInt, TN: ConstInt, D: ConstInt, HD: ConstInt, VP: ConstInt, V_: ConstInt,
                      CH: ConstInt, CLIP: ConstInt, WINDOW: ConstInt, USE_BIAS: ConstBool, PREFIX: ConstBool):
@@ -106,21 +112,25 @@ def loop_tile_kernel(H_, X0, STEP, SIG, PLEN, THR, ACTIVE, STEPS, COUNT, LIST, K
     sig_q = ct.reshape(ct.load(SIG, index=(b, bm), shape=(1, TM), padding_mode=ct.PaddingMode.ZERO), (TM,))
     plen = ct.load(PLEN, index=(b,), shape=())
     n_keys = ct.load(COUNT, index=(b, bm), shape=())
+    # every head's queries from one product; per-head state as tuples (the heads are unrolled)
+    wq = ct.load(WQKV, index=(0, 0), shape=(D, D))            # rows 0..D-1: the query heads
+    q = ct.astype(ct.mma(a, ct.transpose(wq), ct.full((TM, D), 0.0, dtype=ct.float32)), MT)
+    qs, ms, ls, accs, bvs = (), (), (), (), ()
+    for hh in ct.static_iter(range(D // HD)):
+        qs += (ct.extract(q, (0, hh), shape=(TM, HD)),)
+        ms += (ct.full((TM, 1), -INF, dtype=ct.float32),)
+        ls += (ct.full((TM, 1), 0.0, dtype=ct.float32),)
+        accs += (ct.full((TM, HD), 0.0, dtype=ct.float32),)
+        bvs += (bias_values(BIAS, hh, CLIP, USE_BIAS),)
+    for i in range(n_keys):
+        j = ct.load(LIST, index=(b, bm, i), shape=())
+        ms, ls, accs = key_tile_step_heads(qs, K, V, SIG, bvs, b, j, q_pos, sig_q, plen, T, ms, ls, accs, scale,
+                                           TM, TN, HD, CLIP, WINDOW, USE_BIAS, PREFIX)
+    wo = ct.load(WPROJ, index=(0, 0), shape=(D, D))
     h1 = inp                                           # h1 = inp + sum over heads of y_h W_o,h^T
-    for hh in range(n_head):
-        wq = ct.load(WQKV, index=(hh, 0), shape=(HD, D))
-        q = ct.astype(ct.mma(a, ct.transpose(wq), ct.full((TM, HD), 0.0, dtype=ct.float32)), MT)
-        m_i = ct.full((TM, 1), -INF, dtype=ct.float32)
-        l_i = ct.full((TM, 1), 0.0, dtype=ct.float32)
-        acc = ct.full((TM, HD), 0.0, dtype=ct.float32)
-        bvals = bias_values(BIAS, hh, CLIP, USE_BIAS)
-        for i in range(n_keys):
-            j = ct.load(LIST, index=(b, bm, i), shape=())
-            m_i, l_i, acc = key_tile_step(q, K, V, SIG, bvals, b, hh, j, q_pos, sig_q, plen, T, m_i, l_i, acc, scale,
-                                          TM, TN, HD, CLIP, WINDOW, USE_BIAS, PREFIX)
-        y = acc / ct.maximum(l_i, 1e-30)
-        wo = ct.load(WPROJ, index=(0, hh), shape=(D, HD))
-        h1 = ct.mma(ct.astype(y, MT), ct.transpose(wo), h1)
+    for hh in ct.static_iter(range(D // HD)):
+        y = accs[hh] / ct.maximum(ls[hh], 1e-30)
+        h1 = ct.mma(ct.astype(y, MT), ct.transpose(ct.extract(wo, (0, hh), shape=(D, HD))), h1)
     a2 = ct.astype(layer_norm(h1, load_vec(LN2W, D), load_vec(LN2B, D), D), MT)
     new = mlp_residual(a2, h1, W1, B1, W2, B2, n_chunks, TM, D, CH)
     if halting:
@@ -141,12 +151,12 @@ def loop_tile_kernel(H_, X0, STEP, SIG, PLEN, THR, ACTIVE, STEPS, COUNT, LIST, K
     else:
         nxt = block_input(h, X0, STEP, b, bm, loop + 1, TM, D, reinject, step_emb)
         a_next = ct.astype(layer_norm(nxt, load_vec(LN1W, D), load_vec(LN1B, D), D), MT)
-        store_kv(a_next, WQKV, K_NEXT, V_NEXT, b, bm, n_head, TM, HD, D)
+        store_kv(a_next, WQKV, K_NEXT, V_NEXT, b, bm, TM, HD, D)
 
 
 def tiles_for(B: int, T: int, D: int, H: int, V: int) -> dict[str, int]:
     t = max(16, min(TILE, next_pow2(T)))
-    return {"TM": t, "TN": t, "D": D, "HD": D // H, "VP": max(16, next_pow2(V)), "CHUNK": min(CHUNK, 4 * D)}
+    return {"TM": t, "TN": min(t, KEY_TILE), "D": D, "HD": D // H, "VP": max(16, next_pow2(V)), "CHUNK": min(CHUNK, 4 * D)}
 
 
 def supported(B: int, T: int, D: int, H: int, V: int) -> bool:
@@ -196,14 +206,16 @@ def looped_tiled_cutile(x0, sig, plen, real, thr, w: Weights, *, loops: int, hal
                         reinject: bool = True, step_emb: bool = False, out=None, tile: int | None = None,
                         kernel=None):
     """Host wrapper (same signature as the reference); emulated when the tensors are on the CPU.
-    `out=(logits, steps)` lets a test pass NaN-poisoned buffers; `tile` overrides TM = TN and
-    `kernel` the loop kernel (a `variant` with other compile options: tuning sweeps)."""
+    `out=(logits, steps)` lets a test pass NaN-poisoned buffers; `tile` overrides TM (key tiles
+    stay at most KEY_TILE rows) and `kernel` the loop kernel (a `variant` with other compile
+    options: tuning sweeps)."""
     B, T, D = x0.shape
     V, H = w.wte.shape[0], w.bias.shape[0]
     if not supported(B, T, D, H, V):
         raise ValueError(f"looped_tiled supports power-of-two D <= {MAX_D} with power-of-two heads >= 16; got D={D}, H={H}")
     t = tiles_for(B, T, D, H, V)
-    TM = TN = tile or t["TM"]
+    TM = tile or t["TM"]
+    TN = min(TM, t["TN"])
     HD, VP, dev = D // H, t["VP"], x0.device
     count, order = key_tiles(sig, plen, TM, TN, window=window, prefix=prefix)
     x0 = x0.float().contiguous()
@@ -216,7 +228,7 @@ def looped_tiled_cutile(x0, sig, plen, real, thr, w: Weights, *, loops: int, hal
     table = w.bias.float().contiguous()
     grid = (-(-T // TM), B)
     mats = [x.contiguous() for x in w[:13]]
-    first_kv_kernel.launch(grid, (h, x0, w.step.contiguous(), mats[0], mats[1], mats[2], kv[0], kv[1], H,
+    first_kv_kernel.launch(grid, (h, x0, w.step.contiguous(), mats[0], mats[1], mats[2], kv[0], kv[1],
                                   reinject, step_emb, TM, D, HD))
     if loops < 1:
         raise ValueError(f"looped_tiled runs at least one loop; got loops={loops}")
@@ -224,7 +236,7 @@ def looped_tiled_cutile(x0, sig, plen, real, thr, w: Weights, *, loops: int, hal
         cur, nxt = kv[2 * (loop % 2): 2 * (loop % 2) + 2], kv[2 * (1 - loop % 2): 2 * (1 - loop % 2) + 2]
         (kernel or loop_tile_kernel).launch(grid, (
             h, x0, w.step.contiguous(), sig32, plen32, thr32, active, steps, count, order, *cur, *nxt,
-            *mats, table, logits, 1.0 / math.sqrt(HD), math.log(V), loop, min_loops, H, w.w1.shape[0] // t["CHUNK"],
+            *mats, table, logits, 1.0 / math.sqrt(HD), math.log(V), loop, min_loops, w.w1.shape[0] // t["CHUNK"],
             loop == loops - 1, reinject, step_emb, halting, TM, TN, D, HD, VP, V, t["CHUNK"], clip,
             -1 if window is None else window, use_bias, prefix))
     if not halting:
@@ -245,9 +257,9 @@ def aot_signatures(B: int, T: int, D: int, H: int, V: int):
     weights = [array(f32, 1), array(f32, 1), array(bf, 2), array(bf, 2), array(f32, 1), array(f32, 1),
                array(bf, 2), array(f32, 1), array(bf, 2), array(f32, 1), array(f32, 1), array(f32, 1), array(bf, 2)]
     first = [array(f32, 3), array(f32, 3), array(bf, 2), array(f32, 1), array(f32, 1), array(bf, 2),
-             array(bf, 4), array(bf, 4), scalar(i32), scalar(b8), scalar(b8), t["TM"], D, t["HD"]]
+             array(bf, 4), array(bf, 4), scalar(b8), scalar(b8), t["TM"], D, t["HD"]]
     loop = [array(f32, 3), array(f32, 3), array(bf, 2), array(i32, 2), array(i32, 1), array(f32, 2), array(i32, 2),
             array(i32, 2), array(i32, 2), array(i32, 3), *[array(bf, 4)] * 4, *weights, array(f32, 2), array(f32, 3),
-            scalar(f32), scalar(f32), scalar(i32), scalar(i32), scalar(i32), scalar(i32), *[scalar(b8)] * 4,
+            scalar(f32), scalar(f32), scalar(i32), scalar(i32), scalar(i32), *[scalar(b8)] * 4,
             t["TM"], t["TN"], D, t["HD"], t["VP"], V, t["CHUNK"], 3, 1, True, False]
     return [(loop_tile_kernel, loop), (first_kv_kernel, first)]     # a quick compile builds the loop kernel
