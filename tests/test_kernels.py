@@ -166,6 +166,17 @@ def test_emulator_enforces_cutile_rules():
         emulator.load(x, (3,), (4,))
 
 
+def test_emulator_reshapes_tiles_as_cutile_documents():
+    """permute and extract, which the tiled kernel splits heads with, on cuTile's documented examples."""
+    x = emulator.reshape(emulator.arange(8, dtype=torch.int32), (2, 2, 2))
+    assert emulator.permute(x, (2, 0, 1)).tolist() == [[[0, 2], [4, 6]], [[1, 3], [5, 7]]]
+    y = emulator.reshape(emulator.arange(16, dtype=torch.int32), (4, 4))
+    assert emulator.extract(y, (0, 1), shape=(2, 2)).tolist() == [[2, 3], [6, 7]]
+    assert emulator.extract(emulator.arange(8, dtype=torch.int32), (1,), shape=(4,)).tolist() == [4, 5, 6, 7]
+    with pytest.raises(emulator.TileTypeError):
+        emulator.extract(y, (0, 0), shape=(3, 4))
+
+
 def test_looped_kernel_matches_the_model_end_to_end():
     from looplm.config import Config, HaltingConfig
     from looplm.fused import weights_of
