@@ -118,12 +118,14 @@ def key_tile_step(q, K, V, SIG, bvals, b, h, j, q_pos, sig_q, plen, T, m_i, l_i,
 
 
 def key_tile_step_heads(qs, K, V, SIG, bvs, b, j, q_pos, sig_q, plen, T, ms, ls, accs, scale,
-                        BLOCK_M, BLOCK_N, HD, CLIP, WINDOW, USE_BIAS, PREFIX):
+                        BLOCK_M, BLOCK_N, HD, CLIP, WINDOW, USE_BIAS, PREFIX, SCORES_TF32):
     """`key_tile_step` for every head at once: qs, bvs, ms, ls, accs are tuples with one entry per
     head (its queries, `bias_values`, running max, sum and output). The key tile's keys and values
     come in one load each for all heads and its mask is built once; the heads' products and
     softmaxes are independent work the compiler can overlap (four per-head passes over the key
-    tiles were four chains of dependent loads: the tiled looped block is latency-bound)."""
+    tiles were four chains of dependent loads: the tiled looped block is latency-bound).
+    SCORES_TF32: the queries are TF32 and K holds fp32 keys, rounded to TF32 here, so the scores
+    carry 10 mantissa bits instead of bf16's 7 (the values stay in K/V's dtype)."""
     H = len(qs)
     kt = ct.load(K, index=(b, 0, j, 0), shape=(1, H, BLOCK_N, HD), padding_mode=ct.PaddingMode.ZERO)
     vt = ct.load(V, index=(b, 0, j, 0), shape=(1, H, BLOCK_N, HD), padding_mode=ct.PaddingMode.ZERO)
@@ -131,6 +133,8 @@ def key_tile_step_heads(qs, K, V, SIG, bvs, b, j, q_pos, sig_q, plen, T, ms, ls,
     out_m, out_l, out_acc = (), (), ()
     for hh in ct.static_iter(range(H)):
         k = ct.reshape(ct.extract(kt, (0, hh, 0, 0), shape=(1, 1, BLOCK_N, HD)), (BLOCK_N, HD))
+        if SCORES_TF32:
+            k = ct.astype(k, ct.tfloat32)
         v = ct.reshape(ct.extract(vt, (0, hh, 0, 0), shape=(1, 1, BLOCK_N, HD)), (BLOCK_N, HD))
         s = ct.mma(qs[hh], ct.transpose(k), ct.full((BLOCK_M, BLOCK_N), 0.0, dtype=ct.float32)) * scale
         m_i, l_i, acc = softmax_step(masked_biased(s, ok, d, key_digit, bvs[hh], CLIP, WINDOW, USE_BIAS), v,

@@ -10,6 +10,10 @@ Backends:
 The backend is chosen explicitly: `with dispatch.use("reference"): ...` (a context variable,
 so it is restored on exit and other threads keep their own), else `LOOPLM_KERNELS` for a whole
 process, else auto. A forced backend that cannot run raises rather than falling back.
+
+The looped-block kernels' attention scores are chosen the same way: `with dispatch.scores("tf32")`,
+else `LOOPLM_SCORES`, else "matrix" (the matrices' dtype: bf16 on a GPU). "tf32" runs every
+shape on the tiled kernel, whose scores it computes from TF32 queries and fp32 keys.
 """
 from __future__ import annotations
 
@@ -27,11 +31,13 @@ from . import looped_tiled as _tiled
 from .looped_block import Weights
 
 BACKENDS = ("auto", "reference", "cutile", "emulator")
+SCORES = ("matrix", "tf32")
 
 
 class KernelUnavailable(RuntimeError):
     """A backend asked for by name that cannot run here (no silent fallback)."""
 _chosen: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar("looplm_kernels", default=None)
+_scores: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar("looplm_scores", default=None)
 
 
 @functools.cache
@@ -43,10 +49,10 @@ def cutile_available() -> bool:
     return torch.cuda.is_available()
 
 
-def _checked(name: str, where: str) -> str:
+def _checked(name: str, where: str, allowed: tuple[str, ...] = BACKENDS, what: str = "kernel backend") -> str:
     name = name.strip().lower()
-    if name not in BACKENDS:
-        raise ValueError(f"{where}: kernel backend must be one of {', '.join(BACKENDS)}, not {name!r}")
+    if name not in allowed:
+        raise ValueError(f"{where}: {what} must be one of {', '.join(allowed)}, not {name!r}")
     return name
 
 
@@ -67,6 +73,25 @@ def requested() -> str:
         return chosen
     env = os.environ.get("LOOPLM_KERNELS", "")
     return _checked(env, "LOOPLM_KERNELS") if env.strip() else "auto"
+
+
+@contextlib.contextmanager
+def scores(name: str) -> Iterator[None]:
+    """Run the looped-block kernels with attention scores `name` (one of SCORES)."""
+    token = _scores.set(_checked(name, "dispatch.scores", SCORES, "score precision"))
+    try:
+        yield
+    finally:
+        _scores.reset(token)
+
+
+def requested_scores() -> str:
+    """The score precision asked for: scores(...), else LOOPLM_SCORES, else matrix."""
+    chosen = _scores.get()
+    if chosen is not None:
+        return chosen
+    env = os.environ.get("LOOPLM_SCORES", "")
+    return _checked(env, "LOOPLM_SCORES", SCORES, "score precision") if env.strip() else "matrix"
 
 
 @torch.compiler.disable
@@ -127,8 +152,14 @@ def looped_block_supported(B: int, T: int, D: int, H: int, V: int) -> bool:
 def looped_block(x0, sig, plen, nreal, thr, w: Weights, **kw):
     """All loops of the shared block: the persistent kernel (one launch) where a block holds the
     sequences (T <= 128), else the tiled kernel (one launch per loop); cuTile, or the emulator on
-    CPU tensors. Call only where `backend` gave a kernel backend and `looped_block_supported` holds."""
+    CPU tensors. With TF32 scores asked for (`scores`), the tiled kernel at every length (the
+    persistent one has no such option). Call only where `backend` gave a kernel backend and
+    `looped_block_supported` holds."""
     B, T, D = x0.shape
-    if _looped.supported(B, T, D, w.bias.shape[0], w.wte.shape[0]):
+    H, V = w.bias.shape[0], w.wte.shape[0]
+    precise = requested_scores() == "tf32"
+    if not precise and _looped.supported(B, T, D, H, V):
         return _looped.looped_block_cutile(x0, sig, plen, nreal, thr, w, **kw)
-    return _tiled.looped_tiled_cutile(x0, sig, plen, nreal, thr, w, **kw)
+    if not _tiled.supported(B, T, D, H, V):
+        raise KernelUnavailable(f"TF32 scores run on the tiled looped block, which does not take D={D}, H={H}, V={V}")
+    return _tiled.looped_tiled_cutile(x0, sig, plen, nreal, thr, w, precise_scores=precise, **kw)

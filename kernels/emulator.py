@@ -16,6 +16,7 @@ import math
 import torch
 
 float32, int32 = torch.float32, torch.int32    # the tile dtypes our kernels name
+tfloat32 = "tfloat32"   # held as float32 with the mantissa rounded to TF32's 10 bits (see astype)
 
 _block = contextvars.ContextVar("block", default=(0, 0, 0))
 _grid = contextvars.ContextVar("grid", default=(1, 1, 1))
@@ -211,6 +212,11 @@ def abs(x):
 
 
 def astype(x, dtype, **_):
+    if dtype == tfloat32:    # round to nearest even at mantissa bit 13 (inf and NaN stay so)
+        x = _t(x).to(torch.float32).contiguous()
+        bits = x.view(torch.int32)
+        bits = (bits + 0xFFF + ((bits >> 13) & 1)) & -(1 << 13)
+        return torch.where(torch.isnan(x), x, bits.view(torch.float32))
     return _t(x).to(dtype)
 
 

@@ -127,6 +127,44 @@ def test_looped_tiled_kernel_matches_reference(c):
     _looped_vs_reference(LT.looped_tiled_cutile, LT.looped_tiled_reference, c)
 
 
+@settings(max_examples=4)
+@given(cases("tiled"))
+def test_looped_tiled_kernel_with_tf32_scores_matches_reference(c):
+    """TF32 scores (queries and keys rounded to 10 mantissa bits, keys kept in fp32 buffers):
+    the same logic, so the same steps, and logits within the tolerance of the bf16 operands the
+    GPU runs the other products in."""
+    (x0, sig, plen, real, thr, w), kw, case = c
+    got, steps = LT.looped_tiled_cutile(x0, sig, plen, real, thr, w, **kw, precise_scores=True)
+    want, wsteps = LT.looped_tiled_reference(x0, sig, plen, real, thr, w, **kw)
+    assert torch.equal(steps, wsteps), case
+    assert_close("looped_tiled tf32 scores", got[real], want[real], torch.bfloat16, scaled=True, **case["shape"])
+
+
+def test_tf32_scores_keep_the_answer_bf16_scores_tip():
+    """The one 1000-digit problem of 500 where the GPU kernels' answer differed from the
+    reference's (bench/results/eval-diff-h200.json: problem 432, position 2424, a top-2 logit
+    margin of 0.19): the emulated kernel with bf16 matrices reproduces the flip, and with TF32
+    scores keeps the reference's digit. Runs the tiled kernel on one 3002-token row (~8 s a run)."""
+    from looplm import checkpoint
+    from looplm.data import make_batch, problems
+    from looplm.fused import weights_of
+    from looplm.positions import prompt_length
+    model = checkpoint.load("results/checkpoints/looplm_reversed_all_loops.pt", map_location="cpu").model.eval()
+    m = model.config.model
+    batch = make_batch([problems(500, 1000, 1000, seed=1000, split="val")[432]], model.config.data.format, model.vocab)
+    idx, pos = batch.idx, 2424
+    with torch.no_grad():
+        with dispatch.use("reference"):
+            want = model(idx).logits[0, pos].argmax()
+        sig = model.significance(idx)
+        args = (model.embed(idx, sig), sig, prompt_length(idx, model.vocab), idx != model.vocab.pad_id,
+                torch.zeros(idx.shape), weights_of(model, torch.bfloat16))
+        kw = dict(loops=m.n_loops, halting=False, window=m.window, clip=m.relative_clip, use_bias=True)
+        assert want == batch.targets[0, pos]
+        assert LT.looped_tiled_cutile(*args, **kw)[0][0, pos].argmax() != want                    # bf16 scores tip it
+        assert LT.looped_tiled_cutile(*args, **kw, precise_scores=True)[0][0, pos].argmax() == want
+
+
 @settings(max_examples=40)
 @given(cases("attention"), st.sampled_from([16, 32, 64]), st.sampled_from([16, 32, 64]))
 def test_key_tiles_list_every_tile_holding_a_visible_key(c, TM, TN):
@@ -175,6 +213,15 @@ def test_emulator_reshapes_tiles_as_cutile_documents():
     assert emulator.extract(emulator.arange(8, dtype=torch.int32), (1,), shape=(4,)).tolist() == [4, 5, 6, 7]
     with pytest.raises(emulator.TileTypeError):
         emulator.extract(y, (0, 0), shape=(3, 4))
+
+
+def test_emulator_rounds_to_tf32_as_the_tensor_cores():
+    """astype(tfloat32): round to nearest even at 10 mantissa bits; inf and NaN stay."""
+    x = torch.tensor([1.0, 1 + 2**-11, 1 + 3 * 2**-11, -(1 + 2**-10), float("inf"), float("nan"), 1e-3])
+    got = emulator.astype(x, emulator.tfloat32)
+    assert got[:5].tolist() == [1.0, 1.0, 1 + 2**-9, -(1 + 2**-10), float("inf")]   # ties go to the even neighbour
+    assert torch.isnan(got[5]) and got.dtype == torch.float32
+    assert abs(float(got[6]) - 1e-3) <= 1e-3 * 2**-11 and float(got[6]) != 1e-3
 
 
 def test_looped_kernel_matches_the_model_end_to_end():
@@ -252,3 +299,31 @@ def test_dispatcher_backend_is_chosen_explicitly_and_restored(monkeypatch):
     with pytest.raises(ValueError):
         with dispatch.use("fast"):
             pass
+
+
+def test_tf32_scores_are_asked_for_and_run_short_rows_on_the_tiled_kernel(monkeypatch):
+    """dispatch.scores / LOOPLM_SCORES as dispatch.use / LOOPLM_KERNELS; with TF32 scores a row the
+    persistent kernel could hold runs on the tiled one (the persistent kernel has no such option)."""
+    from looplm.kernel_inputs import addition_rows, random_weights
+    from looplm.tokens import ADDITION
+    monkeypatch.delenv("LOOPLM_SCORES", raising=False)
+    assert dispatch.requested_scores() == "matrix"
+    with dispatch.scores("tf32"):
+        assert dispatch.requested_scores() == "tf32"
+    assert dispatch.requested_scores() == "matrix"
+    monkeypatch.setenv("LOOPLM_SCORES", "fp64")
+    with pytest.raises(ValueError, match="score precision must be one of"):
+        dispatch.requested_scores()
+    monkeypatch.setenv("LOOPLM_SCORES", "tf32")
+    idx, sig, plen = addition_rows(2, 4, "reversed", 1)
+    g = torch.Generator().manual_seed(0)
+    w = random_weights(64, 4, len(ADDITION), 1, g, torch.float32)
+    x0 = torch.randn(*idx.shape, 64, generator=g)
+    real, thr = idx != ADDITION.pad_id, torch.zeros(idx.shape)
+    calls = []
+    real_fn = LT.looped_tiled_cutile
+    monkeypatch.setattr(LT, "looped_tiled_cutile", lambda *a, **k: calls.append(k["precise_scores"]) or real_fn(*a, **k))
+    got, _ = dispatch.looped_block(x0, sig, plen, real, thr, w, loops=2, halting=False, window=1, use_bias=True)
+    want, _ = LB.looped_block_reference(x0, sig, plen, real, thr, w, loops=2, halting=False, window=1, use_bias=True)
+    assert calls == [True] and idx.shape[1] <= LB.MAX_T
+    assert_close("tf32 scores via dispatch", got[real], want[real], torch.bfloat16, scaled=True)

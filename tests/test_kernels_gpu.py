@@ -75,6 +75,18 @@ def test_looped_tiled_kernel_on_gpu(c):
     _looped_on_gpu(LT.looped_tiled_cutile, LT.looped_tiled_reference, c)
 
 
+def _tiled_tf32(*args, **kw):
+    return LT.looped_tiled_cutile(*args, **kw, precise_scores=True)
+
+
+@settings(max_examples=3, deadline=None)
+@given(cases("tiled", bucketed=True, kinds=("random",)))
+def test_looped_tiled_kernel_with_tf32_scores_on_gpu(c):
+    """TF32 scores (fp32 key buffers, TF32 tensor-core products): not yet the default, so not
+    yet run by the verifier's differential; this is its GPU check."""
+    _looped_on_gpu(_tiled_tf32, LT.looped_tiled_reference, c)
+
+
 KERNEL_STEPS = ["padded_vocab_mask", "nan_guard", "tile_index_probe", "kernel_differential", "inference_parity",
                 "halting_semantics", "causality", "loop_accounting"]
 
