@@ -1,12 +1,14 @@
 """Bench (GPU): `looplm eval`'s own evaluation with the kernels on and off, side by side.
 
-    python -m bench.eval_gpu [--ckpt PATH] [--digits 100,1000] [--n 500] [--repeats 2]
+    python -m bench.eval_gpu [--ckpt PATH] [--digits 100,1000] [--n 500] [--repeats 2] [--tf32-scores]
 
 For each digit count, alternating backends (reference, cutile, reference, cutile, ...), times
 `looplm.evaluate.evaluate` - the function `looplm eval` calls - on the same n problems, after one
 untimed call per backend (cuTile's JIT and the allocator's first growth are not the eval's
 cost). Records the median seconds per backend, their ratio, and both backends' exact-match
-accuracy on the same problems (they must agree). Writes bench/results/eval-<device>.json.
+accuracy on the same problems (they must agree). `--tf32-scores` adds a third path, the kernels
+with TF32 attention scores (`dispatch.scores("tf32")`), timed and scored beside the other two.
+Writes bench/results/eval-<device>.json.
 """
 from __future__ import annotations
 
@@ -26,10 +28,15 @@ from looplm.evaluate import evaluate, score
 HEADLINE = Path("results/checkpoints/looplm_reversed_all_loops.pt")
 
 
-def timed(model, digits: int, n: int, backend: str) -> tuple[float, dict]:
+# path name -> (kernel backend, score precision)
+PATHS = {"reference": ("reference", "matrix"), "cutile": ("cutile", "matrix"), "cutile_tf32": ("cutile", "tf32")}
+
+
+def timed(model, digits: int, n: int, path: str) -> tuple[float, dict]:
+    backend, scores = PATHS[path]
     torch.cuda.synchronize()
     t0 = time.perf_counter()
-    with dispatch.use(backend):
+    with dispatch.use(backend), dispatch.scores(scores):
         report = evaluate(model, [digits], n, seed=0, device="cuda", token_budget=64_000_000)
     torch.cuda.synchronize()
     return time.perf_counter() - t0, report
@@ -72,7 +79,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--out", type=Path)
     ap.add_argument("--diff-only", action="store_true", help="only list the problems the backends disagree on")
+    ap.add_argument("--tf32-scores", action="store_true", help="also time and score the kernels with TF32 attention scores")
     args = ap.parse_args()
+    if device_kind() == "cpu":
+        raise SystemExit("bench.eval_gpu: no CUDA GPU here")
     model = checkpoint.load(args.ckpt, map_location="cuda").model.cuda().eval()
     if args.diff_only:
         found = {d: disagreements(model, int(d), args.n) for d in args.digits.split(",")}
@@ -82,7 +92,7 @@ def main() -> None:
         return
     rows = []
     for d in (int(x) for x in args.digits.split(",")):
-        secs: dict[str, list[float]] = {"reference": [], "cutile": []}
+        secs: dict[str, list[float]] = {p: [] for p in PATHS if p != "cutile_tf32" or args.tf32_scores}
         acc = {}
         for b in secs:                                   # untimed: JIT, allocator growth
             acc[b] = timed(model, d, args.n, b)[1]["accuracy_by_digits"][str(d)]
@@ -93,12 +103,15 @@ def main() -> None:
                 if rep["accuracy_by_digits"][str(d)] != acc[b]:
                     raise SystemExit(f"{b} at {d} digits: accuracy changed between calls")
         med = {b: statistics.median(v) for b, v in secs.items()}
-        rows.append({"digits": d, "n": args.n, "seconds": med, "all_seconds": secs, "accuracy": acc,
-                     "kernels_speedup": med["reference"] / med["cutile"], "same_accuracy": acc["reference"] == acc["cutile"]})
+        row = {"digits": d, "n": args.n, "seconds": med, "all_seconds": secs, "accuracy": acc,
+               "kernels_speedup": med["reference"] / med["cutile"], "same_accuracy": acc["reference"] == acc["cutile"]}
+        if "cutile_tf32" in med:
+            row.update(tf32_speedup=med["reference"] / med["cutile_tf32"], tf32_same_accuracy=acc["reference"] == acc["cutile_tf32"])
+        rows.append(row)
         print(rows[-1], flush=True)
-    table("looplm eval, kernels on vs off (s, median)", ["digits", "n", "reference", "cutile", "x", "acc ref", "acc cutile"],
-          [[r["digits"], r["n"], r["seconds"]["reference"], r["seconds"]["cutile"], r["kernels_speedup"],
-            r["accuracy"]["reference"], r["accuracy"]["cutile"]] for r in rows])
+    paths = list(rows[0]["seconds"]) if rows else []
+    table("looplm eval, kernels on vs off (s, median; accuracy)", ["digits", "n", *paths, *[f"acc {p}" for p in paths]],
+          [[r["digits"], r["n"], *[r["seconds"][p] for p in paths], *[r["accuracy"][p] for p in paths]] for r in rows])
     print("wrote", record(f"eval-{device_kind()}", {"checkpoint": str(args.ckpt), "rows": rows}, args.out))
 
 

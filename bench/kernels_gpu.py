@@ -94,13 +94,13 @@ def inference_model(ckpt: str | None):
     return LoopLM(Config().override(model={"n_embd": 128, "n_head": 4, "n_loops": 12}), ADDITION).cuda().eval()
 
 
-def _call(fn, L: int, policy, backend: str):
+def _call(fn, L: int, policy, backend: str, scores: str = "matrix"):
     """idx -> the logits of fn(idx, loops=L, halting=policy): no grad, bf16 autocast, the named kernel
     backend (the persistent kernel makes its own bf16 weight copies either way)."""
     from kernels import dispatch
 
     def run(idx):
-        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16), dispatch.use(backend):
+        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16), dispatch.use(backend), dispatch.scores(scores):
             return fn(idx, loops=L, halting=policy).logits
     return run
 
@@ -169,7 +169,9 @@ def _timed_compile(ms: dict, name: str, build, batches) -> tuple[float, str | No
         return float("nan"), f"{type(e).__name__}: {str(e).splitlines()[0][:300]}" if str(e) else type(e).__name__
 
 
-def workload_row(model, regional, digits: int, L: int, halting: bool, with_compile: bool) -> dict:
+def workload_row(model, regional, digits: int, L: int, halting: bool, with_compile: bool, tf32: bool = False) -> dict:
+    """One shape of the workload, every column; `tf32` adds the default path with TF32 attention
+    scores (`cutile_tf32`, graphed) and its argmax agreement with eager."""
     from looplm.config import HaltingConfig
     from looplm.data import make_batch, problems
     batches = [make_batch(problems(BATCH[digits], digits, digits, seed=s), model.config.data.format).idx.cuda()
@@ -189,6 +191,12 @@ def workload_row(model, regional, digits: int, L: int, halting: bool, with_compi
     ms["eager"] = min(ms["eager"], median_ms(eager, batches))   # eager swings with the host: keep its best
     real = batches[0] != model.vocab.pad_id
     agree = float((default(batches[0]).argmax(-1) == eager(batches[0]).argmax(-1))[real].float().mean())
+    extra = {}
+    if tf32:
+        precise = _call(model, L, policy, "auto", "tf32")
+        ms["cutile_tf32"] = median_ms(Graphed(precise, batches[0]), batches)
+        extra["tf32_argmax_agreement_vs_eager"] = float(
+            (precise(batches[0]).argmax(-1) == eager(batches[0]).argmax(-1))[real].float().mean())
     others = {k: ms[k] for k in ("graphs", "compile_graph", "regional_graph") if k in ms}
     best = min(others.values())
     return {"digits": digits, "T": int(batches[0].shape[1]), "batch": BATCH[digits], "L": L, "halting": halting,
@@ -196,7 +204,7 @@ def workload_row(model, regional, digits: int, L: int, halting: bool, with_compi
             "best_other": min(others, key=others.get), "compile_s": compile_s,
             "speedup_vs_best_other": best / ms["cutile"], "plain_speedup_vs_eager": ms["eager"] / ms["cutile_plain"],
             "speedup_vs_eager": ms["eager"] / ms["cutile"], "argmax_agreement_vs_eager": agree,
-            **({"compile_failed": failures} if failures else {})}
+            **extra, **({"compile_failed": failures} if failures else {})}
 
 
 def _fusable(model, idx, policy) -> bool:
@@ -213,6 +221,7 @@ def main() -> None:
     ap.add_argument("--compile-max-loops", type=int, default=1 << 30)
     ap.add_argument("--compile-halting", default="off,on", help="halting modes whose rows compile the whole model")
     ap.add_argument("--budget", type=float, default=BUDGET_S, help="seconds of calls per timing")
+    ap.add_argument("--tf32-scores", action="store_true", help="also time the default path with TF32 attention scores")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--merge", type=Path, help="keep this earlier result's rows of other digits (a workload "
                                                  "split over several calls); its commands are kept as 'merged'")
@@ -241,7 +250,8 @@ def main() -> None:
     for digits in digits_run:
         for halting in (False, True):
             for L in (int(x) for x in args.loops.split(",")):
-                rows.append(workload_row(model, regional, digits, L, halting, L <= args.compile_max_loops and halting in whole_modes))
+                rows.append(workload_row(model, regional, digits, L, halting, L <= args.compile_max_loops and halting in whole_modes,
+                                         args.tf32_scores))
                 print({k: rows[-1][k] for k in ("digits", "L", "halting", "ms", "compile_s", "best_other",
                                                 "speedup_vs_best_other")}, flush=True)
                 record(out.stem, {**data, "loop_inference": rows}, out=out)
