@@ -160,6 +160,6 @@ def looped_block(x0, sig, plen, nreal, thr, w: Weights, **kw):
     precise = requested_scores() == "tf32"
     if not precise and _looped.supported(B, T, D, H, V):
         return _looped.looped_block_cutile(x0, sig, plen, nreal, thr, w, **kw)
-    if not _tiled.supported(B, T, D, H, V):
+    if precise and not _tiled.supported(B, T, D, H, V):
         raise KernelUnavailable(f"TF32 scores run on the tiled looped block, which does not take D={D}, H={H}, V={V}")
     return _tiled.looped_tiled_cutile(x0, sig, plen, nreal, thr, w, precise_scores=precise, **kw)

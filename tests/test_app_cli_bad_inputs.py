@@ -159,6 +159,7 @@ ARG_CASES = [
     ("eval-format-other", ["eval", "--ckpt", REAL, "--format", "normal", "--digits", "1", "--n", "2"], 1),
     ("eval-halting-bad", ["eval", "--ckpt", REAL, "--halting", "sometimes"], 2),
     ("eval-kernels-bad", ["eval", "--ckpt", REAL, "--kernels", "fast"], 2),
+    ("eval-scores-bad", ["eval", "--ckpt", REAL, "--scores", "fp8"], 2),
     ("eval-kernels-cutile-cpu", ["eval", "--ckpt", REAL, "--kernels", "cutile", "--digits", "1", "--n", "2",
                                  "--device", "cpu"], 2),
     ("eval-device-cuda", ["eval", "--ckpt", REAL, "--device", "cuda"], 2),
@@ -246,6 +247,13 @@ def test_bad_input(corpus, name, argv, code):
 
 def _listing(d: Path) -> set[str]:
     return {str(p.relative_to(d)) for p in d.rglob("*")}
+
+
+def test_a_bad_score_precision_in_the_environment_is_refused_in_one_line(monkeypatch, corpus):
+    """LOOPLM_SCORES is read before the eval runs, also where no looped-block kernel would read it."""
+    monkeypatch.setenv("LOOPLM_SCORES", "fp8")
+    r = runner.invoke(app, ["eval", "--ckpt", str(corpus / "real.pt"), "--digits", "1", "--n", "2", "--device", "cpu"])
+    assert r.exit_code == 2 and "LOOPLM_SCORES: score precision must be one of matrix, tf32" in r.stderr, r.output
 
 
 def test_verify_device_cuda_without_a_gpu_is_one_clear_line():

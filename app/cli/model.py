@@ -27,6 +27,7 @@ HaltMode = choice("HaltMode", ("fixed", "entropy", "wait", "gate"))
 Kind = choice("Kind", ("random", "carry_chain", "decoy", "unequal"))
 Format = choice("Format", ("reversed", "normal"))
 Backend = choice("Backend", dispatch.BACKENDS)
+Scores = choice("Scores", dispatch.SCORES)
 PROGRESS = [TextColumn("step {task.completed}/{task.total}"), BarColumn(),
             TextColumn("loss {task.fields[loss]:.4f}  acc {task.fields[acc]:.1%}  {task.fields[tps]:,.0f} tok/s"),
             TimeElapsedColumn(), TimeRemainingColumn()]
@@ -123,13 +124,17 @@ def eval_cmd(ckpt: Path = typer.Option(..., help="Checkpoint to evaluate."),
              fmt: Optional[Format] = typer.Option(None, "--format", help="Refused unless it is the checkpoint's."),
              kind: Kind = typer.Option("random"), device: TrainDevice = typer.Option("auto"),
              json_out: Optional[Path] = typer.Option(None, "--json"),
-             kernels: Backend = typer.Option("auto", help="Kernel backend for the model's inference path.")) -> None:
+             kernels: Backend = typer.Option("auto", help="Kernel backend for the model's inference path."),
+             scores: Optional[Scores] = typer.Option(None, help="Looped-block kernels' attention scores: matrix "
+                                                     "(bf16 on a GPU) or tf32 (default: LOOPLM_SCORES, else matrix).")) -> None:
     """Exact-match accuracy by digit count and carry count, and loop steps per token."""
     with user_errors():
         dev = pick_device(device.value)
         ld = checkpoint.load(existing(ckpt), map_location=str(dev))
         policy = halting_override(ld, halting.value if halting else None, threshold)
-        with dispatch.use(kernels.value), Progress(*PROGRESS[:2], TimeElapsedColumn(), console=out, transient=True) as bar:
+        precision = scores.value if scores else dispatch.requested_scores()     # a bad LOOPLM_SCORES is refused here
+        with dispatch.use(kernels.value), dispatch.scores(precision), \
+                Progress(*PROGRESS[:2], TimeElapsedColumn(), console=out, transient=True) as bar:
             task = bar.add_task("eval", total=None)
             report = evaluate(ld.model.to(dev), parse_digits(digits), n, seed=seed, loops=loops, halting=policy,
                               fmt=fmt.value if fmt else None, kind=kind.value, device=dev,
