@@ -36,8 +36,6 @@ SCORES = ("matrix", "tf32")
 
 class KernelUnavailable(RuntimeError):
     """A backend asked for by name that cannot run here (no silent fallback)."""
-_chosen: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar("looplm_kernels", default=None)
-_scores: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar("looplm_scores", default=None)
 
 
 @functools.cache
@@ -49,49 +47,58 @@ def cutile_available() -> bool:
     return torch.cuda.is_available()
 
 
-def _checked(name: str, where: str, allowed: tuple[str, ...] = BACKENDS, what: str = "kernel backend") -> str:
-    name = name.strip().lower()
-    if name not in allowed:
-        raise ValueError(f"{where}: {what} must be one of {', '.join(allowed)}, not {name!r}")
-    return name
+class _Choice:
+    """One of `allowed`, chosen per context (a context variable: restored on exit, other threads
+    keep their own), else by an environment variable for the process, else a default."""
+
+    def __init__(self, env: str, allowed: tuple[str, ...], default: str, what: str):
+        self.env, self.allowed, self.default, self.what = env, allowed, default, what
+        self.var: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar(env.lower(), default=None)
+
+    def checked(self, name: str, where: str) -> str:
+        name = name.strip().lower()
+        if name not in self.allowed:
+            raise ValueError(f"{where}: {self.what} must be one of {', '.join(self.allowed)}, not {name!r}")
+        return name
+
+    @contextlib.contextmanager
+    def chosen(self, name: str, where: str) -> Iterator[None]:
+        token = self.var.set(self.checked(name, where))
+        try:
+            yield
+        finally:
+            self.var.reset(token)
+
+    def get(self) -> str:
+        chosen = self.var.get()
+        if chosen is not None:
+            return chosen
+        env = os.environ.get(self.env, "")
+        return self.checked(env, self.env) if env.strip() else self.default
 
 
-@contextlib.contextmanager
-def use(name: str) -> Iterator[None]:
+_BACKEND = _Choice("LOOPLM_KERNELS", BACKENDS, "auto", "kernel backend")
+_SCORES = _Choice("LOOPLM_SCORES", SCORES, "matrix", "score precision")
+
+
+def use(name: str) -> contextlib.AbstractContextManager[None]:
     """Run the block with kernel backend `name` (one of BACKENDS)."""
-    token = _chosen.set(_checked(name, "dispatch.use"))
-    try:
-        yield
-    finally:
-        _chosen.reset(token)
+    return _BACKEND.chosen(name, "dispatch.use")
 
 
 def requested() -> str:
     """The backend asked for: use(...), else LOOPLM_KERNELS, else auto."""
-    chosen = _chosen.get()
-    if chosen is not None:
-        return chosen
-    env = os.environ.get("LOOPLM_KERNELS", "")
-    return _checked(env, "LOOPLM_KERNELS") if env.strip() else "auto"
+    return _BACKEND.get()
 
 
-@contextlib.contextmanager
-def scores(name: str) -> Iterator[None]:
+def scores(name: str) -> contextlib.AbstractContextManager[None]:
     """Run the looped-block kernels with attention scores `name` (one of SCORES)."""
-    token = _scores.set(_checked(name, "dispatch.scores", SCORES, "score precision"))
-    try:
-        yield
-    finally:
-        _scores.reset(token)
+    return _SCORES.chosen(name, "dispatch.scores")
 
 
 def requested_scores() -> str:
     """The score precision asked for: scores(...), else LOOPLM_SCORES, else matrix."""
-    chosen = _scores.get()
-    if chosen is not None:
-        return chosen
-    env = os.environ.get("LOOPLM_SCORES", "")
-    return _checked(env, "LOOPLM_SCORES", SCORES, "score precision") if env.strip() else "matrix"
+    return _SCORES.get()
 
 
 @torch.compiler.disable
