@@ -79,11 +79,6 @@ def static_iter(iterable):
     return iterable
 
 
-def static_eval(value):
-    """A compile-time Python expression in cuTile; already evaluated here."""
-    return value
-
-
 def cdiv(a, b):
     return -(-a // b)
 
