@@ -186,7 +186,7 @@ system LoopLM {
     reference: looped_tiled_reference
     description: "long rows: one launch per loop over 64-row query tiles, attention only over the key tiles the mask reaches"
     dtype: bfloat16
-    tiles: {TILE: 64, CHUNK: 128}
+    tiles: {TILE: 64, KEY_TILE: 64, CHUNK: 128}
     padding: neg_inf
     reduction: loop
     index_units: tiles
