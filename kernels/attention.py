@@ -26,15 +26,16 @@ from .tile import ct, next_pow2, tile_kernel
 ConstInt = ct.Constant[int]
 ConstBool = ct.Constant[bool]
 INF = math.inf
+LOG2E = math.log2(math.e)   # softmax in base 2: exp(x) = exp2(x * LOG2E)
 MAX_TILE, MIN_TILE = 64, 16   # query/key tiles: the power of two covering T, clamped to these
 
 
-def bias_values(BIAS, h, CLIP, USE_BIAS):
+def bias_values(BIAS, h, CLIP, USE_BIAS, unit=1.0):
     """Head h's row of the (H, 2*CLIP+2) bias table as a tuple of scalars, loaded once per head
-    before the key loop (an empty tuple without the bias)."""
+    before the key loop (an empty tuple without the bias), times `unit` (LOG2E: scores in base 2)."""
     vals = ()
     for k in ct.static_iter(range(2 * CLIP + 2 if USE_BIAS else 0)):
-        vals += (ct.load(BIAS, index=(h, k), shape=()),)
+        vals += (ct.load(BIAS, index=(h, k), shape=()) * unit,)
     return vals
 
 
@@ -89,14 +90,16 @@ def key_tile_mask(SIG, b, j, q_pos, sig_q, plen, T, BLOCK_N, PREFIX):
 
 
 def softmax_step(s, v, m_i, l_i, acc):
-    """Masked scores s (rows, keys) and values v (keys, HD) into a query tile's online softmax
-    -> (m_i, l_i, acc): m_i, l_i (rows, 1) the running max and sum, acc (rows, HD) the
-    unnormalised output. A row whose keys are all masked so far keeps m = -inf and exponentiates
-    against 0 (bug 6)."""
+    """Masked scores s (rows, keys) in base 2 (times LOG2E: the caller folds it into its score
+    scale and `bias_values`, so each element costs one exp2) and values v (keys, HD) into a query
+    tile's online softmax -> (m_i, l_i, acc): m_i, l_i (rows, 1) the running max (base 2) and
+    sum, acc (rows, HD) the unnormalised output. A row whose keys are all masked so far keeps
+    m = -inf and exponentiates against 0 (bug 6). exp2 flushes subnormal results to zero: a
+    weight below 2^-126 of the row's largest changes no sum in fp32."""
     m_new = ct.maximum(m_i, ct.max(s, axis=1, keepdims=True))
     m_use = ct.where(m_new > -INF, m_new, 0.0)
-    p = ct.exp(s - m_use)
-    alpha = ct.exp(m_i - m_use)
+    p = ct.exp2(s - m_use, flush_to_zero=True)
+    alpha = ct.exp2(m_i - m_use, flush_to_zero=True)
     l_i = l_i * alpha + ct.sum(p, axis=1, keepdims=True)
     acc = ct.mma(ct.astype(p, v.dtype), v, acc * alpha)
     return m_new, l_i, acc
@@ -112,7 +115,7 @@ def key_tile_step(q, K, V, SIG, bvals, b, h, j, q_pos, sig_q, plen, T, m_i, l_i,
                    (BLOCK_N, HD))
     v = ct.reshape(ct.load(V, index=(b, h, j, 0), shape=(1, 1, BLOCK_N, HD), padding_mode=ct.PaddingMode.ZERO),
                    (BLOCK_N, HD))
-    s = ct.mma(q, ct.transpose(k), ct.full((BLOCK_M, BLOCK_N), 0.0, dtype=ct.float32)) * scale
+    s = ct.mma(q, ct.transpose(k), ct.full((BLOCK_M, BLOCK_N), 0.0, dtype=ct.float32)) * (scale * LOG2E)
     ok, d, key_digit = key_tile_mask(SIG, b, j, q_pos, sig_q, plen, T, BLOCK_N, PREFIX)
     return softmax_step(masked_biased(s, ok, d, key_digit, bvals, CLIP, WINDOW, USE_BIAS), v, m_i, l_i, acc)
 
@@ -136,7 +139,7 @@ def key_tile_step_heads(qs, K, V, SIG, bvs, b, j, q_pos, sig_q, plen, T, ms, ls,
         if SCORES_TF32:
             k = ct.astype(k, ct.tfloat32)
         v = ct.reshape(ct.extract(vt, (0, hh, 0, 0), shape=(1, 1, BLOCK_N, HD)), (BLOCK_N, HD))
-        s = ct.mma(qs[hh], ct.transpose(k), ct.full((BLOCK_M, BLOCK_N), 0.0, dtype=ct.float32)) * scale
+        s = ct.mma(qs[hh], ct.transpose(k), ct.full((BLOCK_M, BLOCK_N), 0.0, dtype=ct.float32)) * (scale * LOG2E)
         m_i, l_i, acc = softmax_step(masked_biased(s, ok, d, key_digit, bvs[hh], CLIP, WINDOW, USE_BIAS), v,
                                      ms[hh], ls[hh], accs[hh])
         out_m, out_l, out_acc = out_m + (m_i,), out_l + (l_i,), out_acc + (acc,)
@@ -164,7 +167,7 @@ def loop_attention_kernel(Q, K, V, SIG, PLEN, BIAS, OUT, scale: float,
         n_tiles = ct.cdiv(T, BLOCK_N)
     else:
         n_tiles = ct.cdiv(min((bm + 1) * BLOCK_M, T), BLOCK_N)     # causal: later key tiles are masked
-    bvals = bias_values(BIAS, h, CLIP, USE_BIAS)
+    bvals = bias_values(BIAS, h, CLIP, USE_BIAS, LOG2E)
     for j in range(n_tiles):
         m_i, l_i, acc = key_tile_step(q, K, V, SIG, bvals, b, h, j, q_pos, sig_q, plen, T, m_i, l_i, acc, scale,
                                       BLOCK_M, BLOCK_N, HD, CLIP, WINDOW, USE_BIAS, PREFIX)

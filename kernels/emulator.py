@@ -39,6 +39,14 @@ _PAD = {PaddingMode.UNDETERMINED: math.nan, PaddingMode.ZERO: 0.0, PaddingMode.N
         PaddingMode.NAN: math.nan, PaddingMode.POS_INF: math.inf, PaddingMode.NEG_INF: -math.inf}
 
 
+class RoundingMode(enum.Enum):
+    """The rounding modes kernels name; the emulator computes every one exactly (an approximate
+    `exp` or `tanh` on the GPU is within its documented error of the emulator's value)."""
+    RN = "nearest_even"
+    FULL = "full"
+    APPROX = "approx"
+
+
 class _Constant:
     """`ct.Constant[int]` as an annotation: the emulator only needs it to exist."""
 
@@ -178,6 +186,10 @@ def minimum(x, y, **_):
 
 def exp(x, **_):
     return torch.exp(_t(x))
+
+
+def exp2(x, **_):
+    return torch.exp2(_t(x))
 
 
 

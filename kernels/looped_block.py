@@ -24,7 +24,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from .attention import attention_mask, bias_bucket, bias_matrix
+from .attention import LOG2E, attention_mask, bias_bucket, bias_matrix
 from .halting import entropy_reference, row_entropy
 from . import packed_mask   # called through the module: a check may count its launches
 from .tile import ct, next_pow2, tile_kernel
@@ -73,7 +73,9 @@ def layer_norm(x, w, b, D):
 
 
 def gelu_tanh(x):
-    return 0.5 * x * (1.0 + ct.tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))
+    half = 0.5 * x
+    u = x * (0.7978845608028654 + 0.0356774081363001 * (x * x))     # sqrt(2/pi) (x + 0.044715 x^3)
+    return half + half * ct.tanh(u, rounding_mode=ct.RoundingMode.APPROX)
 
 
 def load_vec(a, n):
@@ -166,7 +168,7 @@ def looped_block_kernel(X0, MASK, REAL, THR, LN1W, LN1B, WQKV, WPROJ, LN2W, LN2B
             mask = ct.load(MASK, index=(g, hh * MASK_PER_HEAD, 0, 0), shape=(1, 1, R, R))
             s = s + ct.reshape(mask, (R, R))                          # bias, -inf where not visible
             m = ct.max(s, axis=1, keepdims=True)                      # finite: the diagonal is allowed
-            p = ct.exp(s - m)
+            p = ct.exp2((s - m) * LOG2E, flush_to_zero=True)            # one FMUL + MUFU.EX2 a score
             # normalise the (R, HD) output rather than the (R, R) probabilities
             y = ct.mma(ct.astype(p, MT), ct.astype(v, MT), ct.full((R, HD), 0.0, dtype=ct.float32))
             y = y / ct.sum(p, axis=1, keepdims=True)

@@ -28,7 +28,7 @@ import math
 
 import torch
 
-from .attention import bias_values, key_tile_step_heads
+from .attention import LOG2E, bias_values, key_tile_step_heads
 from .halting import row_entropy
 from .looped_block import (WORKER_WARPS, Weights, halt_step, head_logits, layer_norm, load_vec, looped_block_reference,
                            mlp_residual)
@@ -126,7 +126,7 @@ def loop_tile_kernel(H_, X0, STEP, SIG, PLEN, THR, ACTIVE, STEPS, COUNT, LIST, K
         ms += (ct.full((TM, 1), -INF, dtype=ct.float32),)
         ls += (ct.full((TM, 1), 0.0, dtype=ct.float32),)
         accs += (ct.full((TM, HD), 0.0, dtype=ct.float32),)
-        bvs += (bias_values(BIAS, hh, CLIP, USE_BIAS),)
+        bvs += (bias_values(BIAS, hh, CLIP, USE_BIAS, LOG2E),)
     for i in range(n_keys):
         j = ct.load(LIST, index=(b, bm, i), shape=())
         ms, ls, accs = key_tile_step_heads(qs, K, V, SIG, bvs, b, j, q_pos, sig_q, plen, T, ms, ls, accs, scale,
