@@ -47,6 +47,13 @@ def bias_tile(bvals, d, key_digit, CLIP, WINDOW):
     non-digit key. Why not `ct.gather(BIAS, (h, bucket))`: on the
     H200 that gather, once per element and key tile, cost as much as the rest of the tiled looped
     block's loop kernel (`python -m bench.tiled_profile`, window+bias against window)."""
+    if 0 <= WINDOW <= CLIP:
+        # every visible digit key is within the window, so in one of its buckets and unclipped;
+        # what a masked element gets does not matter (`masked_biased` makes it -inf)
+        out = ct.full(d.shape, bvals[2 * CLIP + 1], dtype=ct.float32)
+        for k in ct.static_iter(range(CLIP - WINDOW, CLIP + WINDOW + 1)):
+            out = ct.where(key_digit & (d == k - CLIP), bvals[k], out)
+        return out
     dc = ct.minimum(ct.maximum(d, -CLIP), CLIP)
     out = ct.where(key_digit, ct.full(d.shape, 0.0, dtype=ct.float32), bvals[2 * CLIP + 1])
     for k in ct.static_iter(range(2 * CLIP + 1) if WINDOW < 0 else
