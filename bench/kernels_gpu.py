@@ -212,6 +212,14 @@ def _fusable(model, idx, policy) -> bool:
     return fusable(model, idx, policy)
 
 
+def toolchain() -> dict:
+    """What the looped kernels compiled with: 13.5 bytecode or not, and their worker warps."""
+    from kernels import looped_block, looped_tiled, tile
+    return {"bytecode_13_5": tile.bytecode_13_5(),
+            "worker_warps": {k.body.__name__: tile.compile_options(k.options).get("num_worker_warps")
+                             for k in (looped_block.looped_block_kernel, looped_tiled.loop_tile_kernel)}}
+
+
 def main() -> None:
     global BUDGET_S
     ap = argparse.ArgumentParser()
@@ -240,7 +248,7 @@ def main() -> None:
     halt = halting_bandwidth()
     halt["bandwidth_fraction"] = halt["bandwidth_gbs"] / copy
     data = {"copy_bandwidth_gbs": copy, "halting": halt, "checkpoint": args.ckpt, "batch_by_digits": BATCH,
-            **({"merged": merged} if merged else {})}
+            "toolchain": toolchain(), **({"merged": merged} if merged else {})}
     table("halting update", ["copy GB/s", "halting GB/s", "fraction of copy", "ms", "reference ms"],
           [[copy, halt["bandwidth_gbs"], halt["bandwidth_fraction"], halt["ms"], halt["reference_ms"]]])
     model = inference_model(args.ckpt)

@@ -24,6 +24,41 @@ except Exception:  # cuda-tile missing or broken: the kernels still run, emulate
     ct = emulator
     HAVE_CUTILE = False
 
+MAX_WORKER_WARPS_13_4 = 8   # tileiras 13.3-13.4 take 4 or 8 worker warps; 13.5 any power of two to 32
+
+
+@functools.cache
+def bytecode_13_5() -> bool:
+    """Whether kernels compile to Tile IR bytecode 13.5, which is what lets them ask for more than
+    8 worker warps. cuda-tile 1.7.0 emits 13.5 only with its dev features on (its `tileiras`
+    extra pins the toolchain below 13.5), so where the tileiras on PATH takes 13.5 we turn them
+    on, for every kernel compiled from then on. Measured on the H200 before it was made a
+    default (README, 'GPU speed'); LOOPLM_BYTECODE=13.4 keeps cuda-tile's own choice."""
+    if not HAVE_CUTILE or os.environ.get("LOOPLM_BYTECODE", "") == "13.4":
+        return False
+    from cuda.tile import _compile
+    from cuda.tile._bytecode.version import BytecodeVersion
+    from cuda.tile._context import get_temp_dir_from_env
+    try:   # runs tileiras on an empty module of each version, newest first (cached by cuda-tile)
+        newest = _compile._get_max_supported_bytecode_version(get_temp_dir_from_env(), allow_dev=True)
+    except Exception:  # no tileiras here: nothing will compile anyway; cuda-tile says why later
+        return False
+    if newest < BytecodeVersion.V_13_5:
+        return False
+    _compile.dev_features_enabled = lambda: True
+    return True
+
+
+def compile_options(options: dict[str, Any]) -> dict[str, Any]:
+    """A kernel's cuTile options as this toolchain can honour them: more than 8 worker warps
+    need 13.5 bytecode (`bytecode_13_5`); below it they become 8, a speed choice only (the
+    results are the same program's)."""
+    warps = options.get("num_worker_warps")
+    if warps is not None and warps > MAX_WORKER_WARPS_13_4 and not bytecode_13_5():
+        return {**options, "num_worker_warps": MAX_WORKER_WARPS_13_4}
+    return options
+
+
 def next_pow2(n: int) -> int:
     """Smallest power of two >= n (tile shapes must be powers of two: bug 8)."""
     return 1 << max(0, (int(n) - 1).bit_length())
@@ -46,7 +81,7 @@ class TileKernel:
     def cutile(self):
         if not HAVE_CUTILE:
             raise RuntimeError("cuda.tile is not importable here")
-        return ct.kernel(self.body, **self.options)
+        return ct.kernel(self.body, **compile_options(self.options))
 
     @functools.cached_property
     def emulated(self) -> Callable:
@@ -85,7 +120,8 @@ class TileKernel:
         # every kernel module: a helper from another module (row_entropy) is part of this kernel
         source = "".join(p.read_text() for p in sorted(Path(__file__).parent.glob("*.py")))
         version = importlib.metadata.version("cuda-tile") if HAVE_CUTILE else "none"
-        return hashlib.sha256(f"{source}\n{params!r}\n{arch}\n{version}".encode()).hexdigest()[:20]
+        options = compile_options(self.options) if HAVE_CUTILE else self.options
+        return hashlib.sha256(f"{source}\n{params!r}\n{arch}\n{version}\n{options}".encode()).hexdigest()[:20]
 
 
 def _cache_dir() -> Path:

@@ -49,3 +49,26 @@ def test_drift_between_spec_and_code_is_reported():
 
 def test_bad_arch_is_a_usage_error():
     assert CliRunner().invoke(app, ["kernels", "compile", "--arch", "sm_75"]).exit_code == 2
+
+
+@pytest.mark.skipif(not kernel_build.cutile_installed(), reason="cuda-tile is not installed")
+def test_worker_warps_past_eight_only_with_bytecode_13_5(monkeypatch):
+    """16 worker warps compile only to 13.5 bytecode: with a toolchain below it (cuda-tile's own
+    `tileiras` extra, this machine's and CI's) or LOOPLM_BYTECODE=13.4, a kernel asking for 16
+    gets 8, and options without warps are left alone."""
+    from kernels import tile
+    try:
+        for env in ("13.4", None):
+            tile.bytecode_13_5.cache_clear()
+            if env:
+                monkeypatch.setenv("LOOPLM_BYTECODE", env)
+            else:
+                monkeypatch.delenv("LOOPLM_BYTECODE", raising=False)
+            wide = tile.bytecode_13_5()
+            assert wide is False if env else isinstance(wide, bool)
+            assert tile.compile_options({"num_worker_warps": 16, "occupancy": 1}) == {
+                "num_worker_warps": 16 if wide else 8, "occupancy": 1}
+            assert tile.compile_options({"num_worker_warps": 8}) == {"num_worker_warps": 8}
+            assert tile.compile_options({}) == {}
+    finally:
+        tile.bytecode_13_5.cache_clear()
