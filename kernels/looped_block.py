@@ -46,7 +46,7 @@ CHUNK = 128    # MLP hidden columns per step: 32 -> 5.0 ms, 64 -> 5.0, 128 -> 4.
 # 16 where the toolchain takes 13.5 bytecode (`tile.compile_options`; 8 below it): AOT for sm_90,
 # 16 halve each thread's share of a tile, so the tiled loop kernel needs 128 registers instead of
 # 255 and the latency-bound kernels get twice the warps per scheduler
-WORKER_WARPS = 16
+WORKER_WARPS = 8
 
 
 class Weights(NamedTuple):
