@@ -6,8 +6,9 @@ For each digit count, alternating backends (reference, cutile, reference, cutile
 `looplm.evaluate.evaluate` - the function `looplm eval` calls - on the same n problems, after one
 untimed call per backend (cuTile's JIT and the allocator's first growth are not the eval's
 cost). Records the median seconds per backend, their ratio, and both backends' exact-match
-accuracy on the same problems (they must agree). `--tf32-scores` adds a third path, the kernels
-with TF32 attention scores (`dispatch.scores("tf32")`), timed and scored beside the other two.
+accuracy on the same problems (they must agree). `cutile` runs the default scores
+(`dispatch.scores("auto")`: TF32 on the tiled kernel). `--tf32-scores` adds a third path, the
+kernels with TF32 scores at every length (`dispatch.scores("tf32")`), beside the other two.
 Writes bench/results/eval-<device>.json.
 """
 from __future__ import annotations
@@ -29,7 +30,7 @@ HEADLINE = Path("results/checkpoints/looplm_reversed_all_loops.pt")
 
 
 # path name -> (kernel backend, score precision)
-PATHS = {"reference": ("reference", "matrix"), "cutile": ("cutile", "matrix"), "cutile_tf32": ("cutile", "tf32")}
+PATHS = {"reference": ("reference", "matrix"), "cutile": ("cutile", "auto"), "cutile_tf32": ("cutile", "tf32")}
 
 
 def timed(model, digits: int, n: int, path: str) -> tuple[float, dict]:

@@ -94,7 +94,7 @@ def inference_model(ckpt: str | None):
     return LoopLM(Config().override(model={"n_embd": 128, "n_head": 4, "n_loops": 12}), ADDITION).cuda().eval()
 
 
-def _call(fn, L: int, policy, backend: str, scores: str = "matrix"):
+def _call(fn, L: int, policy, backend: str, scores: str = "auto"):
     """idx -> the logits of fn(idx, loops=L, halting=policy): no grad, bf16 autocast, the named kernel
     backend (the persistent kernel makes its own bf16 weight copies either way)."""
     from kernels import dispatch

@@ -307,10 +307,10 @@ def test_tf32_scores_are_asked_for_and_run_short_rows_on_the_tiled_kernel(monkey
     from looplm.kernel_inputs import addition_rows, random_weights
     from looplm.tokens import ADDITION
     monkeypatch.delenv("LOOPLM_SCORES", raising=False)
-    assert dispatch.requested_scores() == "matrix"
+    assert dispatch.requested_scores() == "auto"
     with dispatch.scores("tf32"):
         assert dispatch.requested_scores() == "tf32"
-    assert dispatch.requested_scores() == "matrix"
+    assert dispatch.requested_scores() == "auto"
     monkeypatch.setenv("LOOPLM_SCORES", "fp64")
     with pytest.raises(ValueError, match="score precision must be one of"):
         dispatch.requested_scores()
@@ -327,3 +327,19 @@ def test_tf32_scores_are_asked_for_and_run_short_rows_on_the_tiled_kernel(monkey
     want, _ = LB.looped_block_reference(x0, sig, plen, real, thr, w, loops=2, halting=False, window=1, use_bias=True)
     assert calls == [True] and idx.shape[1] <= LB.MAX_T
     assert_close("tf32 scores via dispatch", got[real], want[real], torch.bfloat16, scaled=True)
+    # the default: the persistent kernel for rows it holds; TF32 on the tiled one unless "matrix"
+    monkeypatch.delenv("LOOPLM_SCORES")
+    persistent = []
+    monkeypatch.setattr(LB, "looped_block_cutile", lambda *a, **k: persistent.append(1) or want)
+    monkeypatch.setattr(LB, "MAX_T", idx.shape[1] - 1)          # as if the rows were too long for it
+    for choice, precise in (("auto", True), ("matrix", False)):
+        with dispatch.scores(choice):
+            dispatch.looped_block(x0, sig, plen, real, thr, w, loops=1, halting=False, window=1, use_bias=True)
+        assert calls[-1] is precise
+    monkeypatch.undo()
+    monkeypatch.setattr(LB, "looped_block_cutile", lambda *a, **k: persistent.append(1) or (want, None))
+    monkeypatch.setattr(LT, "looped_tiled_cutile", lambda *a, **k: calls.append(k["precise_scores"]))
+    for choice in ("auto", "matrix"):
+        with dispatch.scores(choice):
+            dispatch.looped_block(x0, sig, plen, real, thr, w, loops=1, halting=False, window=1, use_bias=True)
+    assert len(persistent) == 2

@@ -82,8 +82,9 @@ def _tiled_tf32(*args, **kw):
 @settings(max_examples=3, deadline=None)
 @given(cases("tiled", bucketed=True, kinds=("random",)))
 def test_looped_tiled_kernel_with_tf32_scores_on_gpu(c):
-    """TF32 scores (fp32 key buffers, TF32 tensor-core products): not yet the default, so not
-    yet run by the verifier's differential; this is its GPU check."""
+    """TF32 scores (fp32 key buffers, TF32 tensor-core products), the tiled kernel's default
+    through dispatch ("auto"): the verifier's differential calls the kernel with the matrices'
+    dtype, so this is the GPU check of TF32."""
     _looped_on_gpu(_tiled_tf32, LT.looped_tiled_reference, c)
 
 
