@@ -21,8 +21,10 @@ from bench.kernels_gpu import median_ms
 OPTIONS = {"window+bias": dict(window=1, use_bias=True), "window": dict(window=1, use_bias=False),
            "causal": dict(window=None, use_bias=False)}
 # compile variants of the loop kernel, timed on the headline options: (rows per tile, cuTile options)
+# ("w16": 16 worker warps, which compile only where tileiras takes 13.5 bytecode, e.g. a pack made
+# with TILEIRAS_VERSION=13.5.37; elsewhere `tile.compile_options` gives it 8 and the row says so)
 VARIANTS = {"default": (None, {}), "occ2": (None, {"occupancy": 2}), "t32": (32, {}),
-            "t32-occ2": (32, {"occupancy": 2}), "t128": (128, {})}
+            "t32-occ2": (32, {"occupancy": 2}), "t128": (128, {}), "w16": (None, {"num_worker_warps": 16})}
 
 
 def kernel_times(fn, x) -> dict[str, float]:
@@ -68,7 +70,9 @@ def main() -> None:
             per = kernel_times(run, x0)
             count, _ = LT.key_tiles(sig, plen, 64, 64, window=opts["window"])
             loop_us = sum(v for k, v in per.items() if "loop_tile" in k)
-            rows.append({"B": B, "T": T, "options": name, "variant": variant, "ms": ms, "loop_kernel_us": loop_us,
+            from kernels.tile import compile_options
+            rows.append({"B": B, "T": T, "options": name, "variant": variant,
+                         "compiled_options": compile_options(kw["kernel"].options), "ms": ms, "loop_kernel_us": loop_us,
                          "per_loop_launch_us": loop_us / 12, "key_tiles_mean": float(count.float().mean()),
                          "kernels_us": per})
             print(rows[-1], flush=True)
