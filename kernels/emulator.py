@@ -192,8 +192,6 @@ def exp2(x, **_):
     return torch.exp2(_t(x))
 
 
-
-
 def log(x, **_):
     return torch.log(_t(x))
 

@@ -43,7 +43,7 @@ ROWS, MAX_ROWS = 64, 128
 CHUNK = 128    # MLP hidden columns per step: 32 -> 5.0 ms, 64 -> 5.0, 128 -> 4.8
 # worker warps: cuTile's default 4 gives the 128-row kernel 2.6 KB of spilled stack per thread and
 # takes 16.5 ms; 8 cut it to 0.8 KB (python -m bench.kernels_sass [--option num_worker_warps=4])
-# 8 worker warps. 16 (tileiras 13.5 bytecode, `tile.compile_options`) halve the registers (128
+# 16 (tileiras 13.5 bytecode, `tile.compile_options`) halve the registers (128
 # instead of 255 for the tiled loop kernel) but ran slower on the H200 at every shape measured
 # (1.16-1.67x the time, 2026-12-03)
 WORKER_WARPS = 8
