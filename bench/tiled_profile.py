@@ -47,6 +47,7 @@ def kernel_times(fn, x) -> dict[str, float]:
 
 def main() -> None:
     from kernels import looped_tiled as LT
+    from kernels.tile import compile_options
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path)
     ap.add_argument("--shapes", default="64x100,8x1000", help="BATCHxDIGITS,...")
@@ -70,7 +71,6 @@ def main() -> None:
             per = kernel_times(run, x0)
             count, _ = LT.key_tiles(sig, plen, 64, 64, window=opts["window"])
             loop_us = sum(v for k, v in per.items() if "loop_tile" in k)
-            from kernels.tile import compile_options
             rows.append({"B": B, "T": T, "options": name, "variant": variant,
                          "compiled_options": compile_options(kw["kernel"].options), "ms": ms, "loop_kernel_us": loop_us,
                          "per_loop_launch_us": loop_us / 12, "key_tiles_mean": float(count.float().mean()),
