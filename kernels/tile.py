@@ -32,8 +32,8 @@ def bytecode_13_5() -> bool:
     """Whether kernels compile to Tile IR bytecode 13.5, which is what lets them ask for more than
     8 worker warps. cuda-tile 1.7.0 emits 13.5 only with its dev features on (its `tileiras`
     extra pins the toolchain below 13.5), so where the tileiras on PATH takes 13.5 we turn them
-    on, for every kernel compiled from then on. Measured on the H200 before it was made a
-    default (README, 'GPU speed'); LOOPLM_BYTECODE=13.4 keeps cuda-tile's own choice."""
+    on, for every kernel compiled from then on (README, 'Running on the GPU');
+    LOOPLM_BYTECODE=13.4 keeps cuda-tile's own choice."""
     if not HAVE_CUTILE or os.environ.get("LOOPLM_BYTECODE", "") == "13.4":
         return False
     from cuda.tile import _compile

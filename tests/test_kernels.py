@@ -327,19 +327,15 @@ def test_tf32_scores_are_asked_for_and_run_short_rows_on_the_tiled_kernel(monkey
     want, _ = LB.looped_block_reference(x0, sig, plen, real, thr, w, loops=2, halting=False, window=1, use_bias=True)
     assert calls == [True] and idx.shape[1] <= LB.MAX_T
     assert_close("tf32 scores via dispatch", got[real], want[real], torch.bfloat16, scaled=True)
-    # the default: the persistent kernel for rows it holds; TF32 on the tiled one unless "matrix"
+    # the default: rows the persistent kernel holds stay on it; longer rows get TF32 unless "matrix"
     monkeypatch.delenv("LOOPLM_SCORES")
-    persistent = []
-    monkeypatch.setattr(LB, "looped_block_cutile", lambda *a, **k: persistent.append(1) or want)
-    monkeypatch.setattr(LB, "MAX_T", idx.shape[1] - 1)          # as if the rows were too long for it
-    for choice, precise in (("auto", True), ("matrix", False)):
+    ran = []
+    monkeypatch.setattr(LB, "looped_block_cutile", lambda *a, **k: ran.append("persistent"))
+    monkeypatch.setattr(LT, "looped_tiled_cutile", lambda *a, **k: ran.append(("tiled", k["precise_scores"])))
+    too_short = idx.shape[1] - 1                                   # a MAX_T as if the rows were too long
+    for max_t, choice, path in ((LB.MAX_T, "auto", "persistent"), (LB.MAX_T, "matrix", "persistent"),
+                                (too_short, "auto", ("tiled", True)), (too_short, "matrix", ("tiled", False))):
+        monkeypatch.setattr(LB, "MAX_T", max_t)
         with dispatch.scores(choice):
             dispatch.looped_block(x0, sig, plen, real, thr, w, loops=1, halting=False, window=1, use_bias=True)
-        assert calls[-1] is precise
-    monkeypatch.undo()
-    monkeypatch.setattr(LB, "looped_block_cutile", lambda *a, **k: persistent.append(1) or (want, None))
-    monkeypatch.setattr(LT, "looped_tiled_cutile", lambda *a, **k: calls.append(k["precise_scores"]))
-    for choice in ("auto", "matrix"):
-        with dispatch.scores(choice):
-            dispatch.looped_block(x0, sig, plen, real, thr, w, loops=1, halting=False, window=1, use_bias=True)
-    assert len(persistent) == 2
+        assert ran[-1] == path, (max_t, choice)
