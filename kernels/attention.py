@@ -96,6 +96,14 @@ def key_tile_mask(SIG, b, j, q_pos, sig_q, plen, T, BLOCK_N, PREFIX):
     return ok & (k_pos[None, :] < T), sig_q[:, None] - sig_k[None, :], sig_k[None, :] >= 0
 
 
+def reciprocal(x):
+    """1 / x of a (rows, 1) tile, approximate (MUFU.RCP, within 1 ulp), for softmax normalisations:
+    a row's reciprocal then one multiply per output element, where an IEEE division per element
+    costs a check, a reciprocal, two refinement FMAs and a slow-path call (36 CALLs in the tiled
+    loop kernel's SASS)."""
+    return ct.truediv(1.0, x, rounding_mode=ct.RoundingMode.APPROX, flush_to_zero=True)
+
+
 def softmax_step(s, v, m_i, l_i, acc):
     """Masked scores s (rows, keys) in base 2 (times LOG2E: the caller folds it into its score
     scale and `bias_values`, so each element costs one exp2) and values v (keys, HD) into a query
@@ -178,7 +186,7 @@ def loop_attention_kernel(Q, K, V, SIG, PLEN, BIAS, OUT, scale: float,
     for j in range(n_tiles):
         m_i, l_i, acc = key_tile_step(q, K, V, SIG, bvals, b, h, j, q_pos, sig_q, plen, T, m_i, l_i, acc, scale,
                                       BLOCK_M, BLOCK_N, HD, CLIP, WINDOW, USE_BIAS, PREFIX)
-    out = acc / ct.maximum(l_i, 1e-30)
+    out = acc * reciprocal(ct.maximum(l_i, 1e-30))
     ct.store(OUT, index=(b, h, bm, 0), tile=ct.reshape(ct.astype(out, OUT.dtype), (1, 1, BLOCK_M, HD)))
 
 

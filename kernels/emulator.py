@@ -196,6 +196,10 @@ def log(x, **_):
     return torch.log(_t(x))
 
 
+def truediv(x, y, **_):
+    return torch.true_divide(_t(x), _t(y))
+
+
 
 
 
