@@ -28,7 +28,7 @@ import math
 
 import torch
 
-from .attention import LOG2E, bias_values, key_tile_step_heads
+from .attention import LOG2E, bias_values, key_tile_step_heads, reciprocal
 from .halting import row_entropy
 from .looped_block import (WORKER_WARPS, Weights, halt_step, head_logits, layer_norm, load_vec, looped_block_reference,
                            mlp_residual)
@@ -89,21 +89,26 @@ def first_kv_kernel(H_, X0, STEP, LN1W, LN1B, WQKV, K, V, reinject: bool, step_e
 # worker warps: a (64, 128) fp32 tile is 64 registers per thread at cuTile's default 4 warps, and
 # this body holds several (as the persistent kernel, whose 64-row variant spilled at 4)
 @tile_kernel(num_worker_warps=WORKER_WARPS)
-def loop_tile_kernel(H_, X0, STEP, SIG, PLEN, THR, ACTIVE, STEPS, COUNT, LIST, K, V, K_NEXT, V_NEXT,
+def loop_tile_kernel(H_, X0, STEP, SIG, PLEN, THR, ACTIVE, STEPS, COUNT, LIST, WORK, K, V, K_NEXT, V_NEXT,
                      LN1W, LN1B, WQKV, WPROJ, LN2W, LN2B, W1, B1, W2, B2, LNFW, LNFB, WTE, BIAS, LOGITS,
                      scale: float, log_v: float, loop: int, min_loops: int, n_chunks: int,
                      last: bool, reinject: bool, step_emb: bool, halting: bool,
                      TM: ConstInt, TN: ConstInt, D: ConstInt, HD: ConstInt, VP: ConstInt, V_: ConstInt,
                      CH: ConstInt, CLIP: ConstInt, WINDOW: ConstInt, USE_BIAS: ConstBool, PREFIX: ConstBool,
                      SCORES_TF32: ConstBool):
-    """grid (cdiv(T, TM), B): loop `loop` of the block for query tile bm of sequence b.
+    """grid (B * nQ,): loop `loop` of the block for one query tile bm of one sequence b, the
+    block's WORK entry b * nQ + bm. WORK lists the tiles by key-tile count, largest first:
+    blocks start in grid order, so the longest run first and the short ones fill the last wave
+    (at 64 x 100 digits, 320 blocks are 2.4 waves of the H200's 132 SMs and the last query tile
+    of a row does five key tiles where the first does one).
 
     COUNT (B, nQ) and LIST (B, nQ, nK) name the key tiles this query tile may see (`key_tiles`).
     ACTIVE, STEPS (B, T) int32 carry halting across launches (untouched with halting off).
     Re-injection, the step embedding and halting are run-time values (uniform branches; one
     compiled variant serves them all, and its binary is a third smaller). The attention options
     stay compile-time constants: as run-time values tileiras 13.4 crashes on this body (exit -11)."""
-    bm, b = ct.bid(0), ct.bid(1)
+    work = ct.load(WORK, index=(ct.bid(0),), shape=())
+    b, bm = work // COUNT.shape[1], work % COUNT.shape[1]
     T = H_.shape[1]
     MT = WQKV.dtype
     old = load_rows(H_, b, bm, TM, D)                 # the state entering this loop
@@ -134,7 +139,7 @@ def loop_tile_kernel(H_, X0, STEP, SIG, PLEN, THR, ACTIVE, STEPS, COUNT, LIST, K
     wo = ct.load(WPROJ, index=(0, 0), shape=(D, D))
     h1 = inp                                           # h1 = inp + sum over heads of y_h W_o,h^T
     for hh in ct.static_iter(range(D // HD)):
-        y = accs[hh] / ct.maximum(ls[hh], 1e-30)
+        y = accs[hh] * reciprocal(ct.maximum(ls[hh], 1e-30))
         h1 = ct.mma(ct.astype(y, MT), ct.transpose(ct.extract(wo, (0, hh), shape=(D, HD))), h1)
     a2 = ct.astype(layer_norm(h1, load_vec(LN2W, D), load_vec(LN2B, D), D), MT)
     new = mlp_residual(a2, h1, W1, B1, W2, B2, n_chunks, TM, D, CH)
@@ -176,7 +181,7 @@ def key_tiles(sig, plen, TM: int, TN: int, *, window=None, prefix: bool = False)
     from per-tile summaries and no host sync (CUDA graphs capture it): the key tile starts at or
     before the query tile's last row (or both tiles reach into a bidirectional prompt), and, with a
     window, holds a non-digit key or digits whose significance range comes within the window of
-    the query tile's."""
+    one of the query tile's rows."""
     B, T = sig.shape
     nQ, nK = -(-T // TM), -(-T // TN)
     dev, big = sig.device, 1 << 30
@@ -189,21 +194,28 @@ def key_tiles(sig, plen, TM: int, TN: int, *, window=None, prefix: bool = False)
         p = plen.long()[:, None, None]
         ok = ok | ((q_first[None, :, None] < p) & (k_first[None, None, :] < p))
     if window is not None:
-        pad = lambda x, n, v: torch.nn.functional.pad(x, (0, n - T), value=v)  # noqa: E731
-        qs = sig                                                      # queries: every row counts (-1 too)
-        q_lo = pad(qs, nQ * TM, big).view(B, nQ, TM).amin(-1)
-        q_hi = pad(qs, nQ * TM, -big).view(B, nQ, TM).amax(-1)
-        ks = pad(sig, nK * TN, -1).view(B, nK, TN)
+        ks = torch.nn.functional.pad(sig, (0, nK * TN - T), value=-1).view(B, nK, TN)
         digit = ks >= 0
         k_lo = torch.where(digit, ks, big).amin(-1)
         k_hi = torch.where(digit, ks, -big).amax(-1)
         inside = (torch.arange(nK * TN, device=dev) < T).view(nK, TN)
         other = ((ks < 0) & inside).any(-1)                           # a non-digit key: never windowed
-        near = (k_lo[:, None, :] <= q_hi[:, :, None] + window) & (k_hi[:, None, :] >= q_lo[:, :, None] - window)
+        # per query row (B, T, nK), then any over the tile's rows: a tile's significance range
+        # spans two numbers where it holds a '+' or '=' (every digit of a 1000-digit addend),
+        # a row's never does (8.9 -> 8.0 key tiles a query tile at 8 x 1000 digits, the exact count)
+        q = sig[:, :, None]                                           # every row counts, -1 too
+        near = (k_lo[:, None, :] <= q + window) & (k_hi[:, None, :] >= q - window)
+        near = torch.nn.functional.pad(near, (0, 0, 0, nQ * TM - T)).view(B, nQ, TM, nK).any(2)
         ok = ok & (near | other[:, None, :])
     count = ok.sum(-1, dtype=torch.int32)
     order = torch.argsort((~ok).to(torch.int8), dim=-1, stable=True).to(torch.int32)
     return count.contiguous(), order.contiguous()
+
+
+def heaviest_first(count):
+    """(B * nQ,) int32 b * nQ + bm of every query tile, by its key-tile count (B, nQ), largest
+    first (ties in grid order): the loop kernel's block order. On the device, no host sync."""
+    return torch.argsort(count.flatten(), descending=True, stable=True).to(torch.int32)
 
 
 def looped_tiled_cutile(x0, sig, plen, real, thr, w: Weights, *, loops: int, halting: bool, min_loops: int = 1,
@@ -226,6 +238,7 @@ def looped_tiled_cutile(x0, sig, plen, real, thr, w: Weights, *, loops: int, hal
     TN = min(TM, t["TN"])
     HD, VP, dev = D // H, t["VP"], x0.device
     count, order = key_tiles(sig, plen, TM, TN, window=window, prefix=prefix)
+    work = heaviest_first(count)
     x0 = x0.float().contiguous()
     h = torch.zeros_like(x0) if reinject else x0.clone()
     kdt = torch.float32 if precise_scores else w.qkv.dtype             # keys: K, K_NEXT (ping-pong)
@@ -235,7 +248,7 @@ def looped_tiled_cutile(x0, sig, plen, real, thr, w: Weights, *, loops: int, hal
     logits = torch.empty(B, T, VP, device=dev, dtype=torch.float32)
     sig32, plen32, thr32 = sig.int().contiguous(), plen.int().contiguous(), thr.float().contiguous()
     table = w.bias.float().contiguous()
-    grid = (-(-T // TM), B)
+    grid = (-(-T // TM), B)                                            # first_kv_kernel's
     mats = [x.contiguous() for x in w[:13]]
     first_kv_kernel.launch(grid, (h, x0, w.step.contiguous(), mats[0], mats[1], mats[2], kv[0], kv[1],
                                   reinject, step_emb, TM, D, HD))
@@ -243,8 +256,8 @@ def looped_tiled_cutile(x0, sig, plen, real, thr, w: Weights, *, loops: int, hal
         raise ValueError(f"looped_tiled runs at least one loop; got loops={loops}")
     for loop in range(loops):
         cur, nxt = kv[2 * (loop % 2): 2 * (loop % 2) + 2], kv[2 * (1 - loop % 2): 2 * (1 - loop % 2) + 2]
-        (kernel or loop_tile_kernel).launch(grid, (
-            h, x0, w.step.contiguous(), sig32, plen32, thr32, active, steps, count, order, *cur, *nxt,
+        (kernel or loop_tile_kernel).launch((work.shape[0],), (
+            h, x0, w.step.contiguous(), sig32, plen32, thr32, active, steps, count, order, work, *cur, *nxt,
             *mats, table, logits, 1.0 / math.sqrt(HD), math.log(V), loop, min_loops, w.w1.shape[0] // t["CHUNK"],
             loop == loops - 1, reinject, step_emb, halting, TM, TN, D, HD, VP, V, t["CHUNK"], clip,
             -1 if window is None else window, use_bias, prefix, precise_scores))
@@ -272,7 +285,7 @@ def aot_signatures(B: int, T: int, D: int, H: int, V: int):
     def loop(key_dtype, tf32: bool) -> list:
         kv = [array(key_dtype, 4), array(bf, 4)] * 2                 # K, V, K_NEXT, V_NEXT
         return [array(f32, 3), array(f32, 3), array(bf, 2), array(i32, 2), array(i32, 1), array(f32, 2), array(i32, 2),
-                array(i32, 2), array(i32, 2), array(i32, 3), *kv, *weights, array(f32, 2), array(f32, 3),
+                array(i32, 2), array(i32, 2), array(i32, 3), array(i32, 1), *kv, *weights, array(f32, 2), array(f32, 3),
                 scalar(f32), scalar(f32), scalar(i32), scalar(i32), scalar(i32), *[scalar(b8)] * 4,
                 t["TM"], t["TN"], D, t["HD"], t["VP"], V, t["CHUNK"], 3, 1, True, False, tf32]
     # a quick compile builds the first: the loop kernel as it runs by default

@@ -182,6 +182,19 @@ def test_key_tiles_list_every_tile_holding_a_visible_key(c, TM, TN):
     assert torch.equal(order.sort(-1).values, torch.arange(nK, dtype=torch.int32).expand(B, nQ, nK))  # a permutation
 
 
+@settings(max_examples=40)
+@given(st.integers(1, 6), st.integers(1, 9), st.integers(0, 2**31 - 1))
+def test_tiled_blocks_run_heaviest_first_and_cover_every_tile(B, nQ, seed):
+    """The loop kernel's block order: every (sequence, query tile) once, key-tile counts never
+    rising (a tile run twice or skipped leaves rows of the state stale)."""
+    count = torch.randint(0, 9, (B, nQ), generator=torch.Generator().manual_seed(seed), dtype=torch.int32)
+    work = LT.heaviest_first(count)
+    assert work.dtype == torch.int32
+    assert torch.equal(work.sort().values, torch.arange(B * nQ, dtype=torch.int32))
+    ordered = count.flatten()[work.long()]
+    assert bool((ordered[:-1] >= ordered[1:]).all())
+
+
 def test_kernel_variant_changes_only_the_options():
     from kernels.tile import TileKernel
     base = TileKernel(K.halting_update_kernel.body, occupancy=4)
