@@ -110,11 +110,14 @@ def head_logits(x, LNFW, LNFB, WTE, R, D, VP):
     return ct.mma(f, ct.transpose(wte), ct.full((R, VP), 0.0, dtype=ct.float32))
 
 
-def halt_step(new, old, active, steps, ent, thr, loop, min_loops):
+def halt_step(new, old, logits, active, steps, thr, loop, min_loops, V, log_v, VP):
     """One loop's halting for a tile of rows -> (state, active, steps): tokens still active take
-    the new state and count the loop; from min_loops on, a token halts once its entropy is below
-    its threshold."""
+    the new state and count the loop; from min_loops on, a token halts once the entropy of its
+    (rows, VP) logits (padded vocab columns masked) is below its threshold. The state is chosen
+    before the entropy is computed, so `new` and `old` die first: in the persistent kernel that
+    order measured 1% faster at 1024 x 12 digits with halting (H200)."""
     h = ct.where(active[:, None], new, old)
+    ent = ct.reshape(row_entropy(logits, V, log_v, VP), active.shape)
     steps = steps + ct.where(active, 1, 0)
     if loop + 1 >= min_loops:
         active = active & ~(ent < thr)
@@ -131,7 +134,9 @@ def looped_block_kernel(X0, MASK, REAL, THR, LN1W, LN1B, WQKV, WPROJ, LN2W, LN2B
 
     MASK (G, 1 or H, R, R) is the additive attention mask of the group: the relative bias where
     a key is visible, -inf where not (other sequence, future, outside the window, empty row);
-    `packed_mask_kernel` builds it once per forward. REAL marks real tokens (not padding).
+    `packed_mask_kernel` builds it once per forward, in fp16: every loop reads all of it, and
+    against fp32 the forward took 8-11% less time (H200, 8 to 32 digits; the bias keeps 11
+    significant bits, finer than the bf16 scores it is added to). REAL marks real tokens.
     Loop counts (loops, heads, MLP chunks) are run-time values: the bodies compile once instead
     of being unrolled (small binary, fast compile), and test-time loop counts need no
     recompilation. Re-injection and the step embedding are run-time flags too (uniform branches:
@@ -172,7 +177,7 @@ def looped_block_kernel(X0, MASK, REAL, THR, LN1W, LN1B, WQKV, WPROJ, LN2W, LN2B
             s = ct.mma(ct.astype(q, MT), ct.transpose(ct.astype(k, MT)),
                        ct.full((R, R), 0.0, dtype=ct.float32)) * scale
             mask = ct.load(MASK, index=(g, hh * MASK_PER_HEAD, 0, 0), shape=(1, 1, R, R))
-            s = s + ct.reshape(mask, (R, R))                          # bias, -inf where not visible
+            s = s + ct.astype(ct.reshape(mask, (R, R)), ct.float32)   # bias, -inf where not visible
             m = ct.max(s, axis=1, keepdims=True)                      # finite: the diagonal is allowed
             p = ct.exp2((s - m) * LOG2E, flush_to_zero=True)            # one FMUL + MUFU.EX2 a score
             # normalise the (R, HD) output rather than the (R, R) probabilities
@@ -183,9 +188,8 @@ def looped_block_kernel(X0, MASK, REAL, THR, LN1W, LN1B, WQKV, WPROJ, LN2W, LN2B
         a2 = ct.astype(layer_norm(h1, load_vec(LN2W, D), load_vec(LN2B, D), D), MT)
         new = mlp_residual(a2, h1, W1, B1, W2, B2, n_chunks, R, D, CH)
         if HALTING:
-            lg = head_logits(new, LNFW, LNFB, WTE, R, D, VP)
-            ent = ct.reshape(row_entropy(lg, V, log_v, VP), (R,))      # padded vocab columns masked
-            h, active, steps = halt_step(new, h, active, steps, ent, thr, loop, min_loops)
+            h, active, steps = halt_step(new, h, head_logits(new, LNFW, LNFB, WTE, R, D, VP), active, steps, thr,
+                                         loop, min_loops, V, log_v, VP)
         else:
             h = new
             steps = steps + ct.where(real, 1, 0)
@@ -250,7 +254,8 @@ def looped_block_cutile(x0, sig, plen, real, thr, w: Weights, *, loops: int, hal
     pos = torch.arange(T, device=x0.device, dtype=torch.int32).expand(B, T)
     seq = torch.arange(B, device=x0.device, dtype=torch.int32)[:, None].expand(B, T) % S   # slot within its group
     mask = packed_mask.packed_mask_cutile(grp(sig.int(), -1), grp(pos, 0), grp(seq, -1), grp(plen.int()[:, None].expand(B, T), 0),
-                                          w.bias if use_bias else None, window=window, clip=clip, prefix=prefix)
+                                          w.bias if use_bias else None, window=window, clip=clip, prefix=prefix,
+                                          dtype=torch.float16)
     logits = torch.empty(G, R, t["VP"], device=x0.device, dtype=torch.float32)
     steps = torch.empty(G, R, device=x0.device, dtype=torch.int32)
     looped_block_kernel.launch((G,), (
@@ -313,7 +318,7 @@ def aot_signatures(B: int, T: int, D: int, H: int, V: int):
     out = []
     for halting in (False, True):
         out.append((looped_block_kernel, [
-            array(f32, 3), array(f32, 4), array(i32, 2), array(f32, 2),
+            array(f32, 3), array(torch.float16, 4), array(i32, 2), array(f32, 2),
             array(f32, 1), array(f32, 1), array(bf, 2), array(bf, 2), array(f32, 1), array(f32, 1),
             array(bf, 2), array(f32, 1), array(bf, 2), array(f32, 1), array(f32, 1), array(f32, 1),
             array(bf, 2), array(bf, 2), array(f32, 3), array(i32, 2),

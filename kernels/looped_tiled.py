@@ -29,7 +29,6 @@ import math
 import torch
 
 from .attention import LOG2E, bias_values, key_tile_step_heads, reciprocal
-from .halting import row_entropy
 from .looped_block import (WORKER_WARPS, Weights, halt_step, head_logits, layer_norm, load_vec, looped_block_reference,
                            mlp_residual)
 from .tile import ct, next_pow2, tile_kernel
@@ -147,9 +146,8 @@ def loop_tile_kernel(H_, X0, STEP, SIG, PLEN, THR, ACTIVE, STEPS, COUNT, LIST, W
         active = ct.reshape(ct.load(ACTIVE, index=(b, bm), shape=(1, TM), padding_mode=ct.PaddingMode.ZERO), (TM,)) > 0
         steps = ct.reshape(ct.load(STEPS, index=(b, bm), shape=(1, TM), padding_mode=ct.PaddingMode.ZERO), (TM,))
         thr = ct.reshape(ct.load(THR, index=(b, bm), shape=(1, TM), padding_mode=ct.PaddingMode.ZERO), (TM,))
-        lg = head_logits(new, LNFW, LNFB, WTE, TM, D, VP)
-        ent = ct.reshape(row_entropy(lg, V_, log_v, VP), (TM,))          # padded vocab columns masked
-        h, active, steps = halt_step(new, old, active, steps, ent, thr, loop, min_loops)
+        h, active, steps = halt_step(new, old, head_logits(new, LNFW, LNFB, WTE, TM, D, VP), active, steps, thr,
+                                     loop, min_loops, V_, log_v, VP)
         ct.store(ACTIVE, index=(b, bm), tile=ct.reshape(ct.astype(ct.where(active, 1, 0), ct.int32), (1, TM)))
         ct.store(STEPS, index=(b, bm), tile=ct.reshape(ct.astype(steps, ct.int32), (1, TM)))
     else:

@@ -7,7 +7,8 @@ to keys of its own sequence that the position scheme lets it see, plus itself.
     sig, pos, seq, plen  (G, R) int   digit significance (-1: not a digit), position in its
                                       sequence, sequence slot (-1: an empty row), prompt length
     bias                 (H, 2*clip+2) fp32 relative bias table, or None
-    mask                 (G, H or 1, R, R) fp32: the bias where a key is visible, -inf elsewhere
+    mask                 (G, H or 1, R, R) fp32 (or `dtype`): the bias where a key is visible,
+                                      -inf elsewhere
 
 Built once per forward and read by every loop of the block.
 """
@@ -70,7 +71,7 @@ def group_rows(A, g, i, n):
 @tile_kernel()
 def packed_mask_kernel(SIG, POS, SEQ, PLEN, BIAS, MASK, CLIP: ConstInt, WINDOW: ConstInt, USE_BIAS: ConstBool,
                        PREFIX: ConstBool, R: ConstInt, TQ: ConstInt):
-    """grid (G, H or 1, R // TQ): MASK[g, h] rows qi*TQ.. (TQ, R) fp32, the rule of
+    """grid (G, H or 1, R // TQ): MASK[g, h] rows qi*TQ.. (TQ, R) in MASK's dtype, the rule of
     `packed_attention_mask` from the rows' (G, R) int32 significance, position, sequence slot
     and prompt length. Why a kernel: built with whole-tensor ops (a permuted gather, a masked
     fill, a copy to make it contiguous) the (G, H, R, R) mask took ~0.7 ms, a third of the
@@ -88,20 +89,21 @@ def packed_mask_kernel(SIG, POS, SEQ, PLEN, BIAS, MASK, CLIP: ConstInt, WINDOW: 
     ok = (ok & (k_seq[None, :] == q_seq[:, None]) & (k_seq[None, :] >= 0)) | (k_rows[None, :] == q_rows[:, None])
     out = masked_biased(ct.full((TQ, R), 0.0, dtype=ct.float32), ok, q_sig[:, None] - k_sig[None, :],
                         k_sig[None, :] >= 0, bias_values(BIAS, h, CLIP, USE_BIAS), CLIP, WINDOW, USE_BIAS)
-    ct.store(MASK, index=(g, h, qi, 0), tile=ct.reshape(out, (1, 1, TQ, R)))
+    ct.store(MASK, index=(g, h, qi, 0), tile=ct.reshape(ct.astype(out, MASK.dtype), (1, 1, TQ, R)))
 
 
 def packed_mask_cutile(sig, pos, seq, plen, bias=None, *, window=None, clip: int = 3, prefix: bool = False,
-                       out=None):
+                       out=None, dtype=torch.float32):
     """Host wrapper of `packed_mask_kernel`, same signature and result as `packed_attention_mask`
-    (its reference); emulated when the tensors are on the CPU. `out` is a (G, H or 1, R, R) fp32
+    (its reference); emulated when the tensors are on the CPU. `dtype`: the mask's (fp16 halves
+    what every loop of the persistent kernel reads). `out` is a (G, H or 1, R, R) fp32
     buffer to write into (a test poisons it)."""
     G, R = sig.shape
     if not supported(G, R):
         raise ValueError(f"packed_mask takes a power-of-two row count R >= {MIN_ROWS}; got R={R}")
     Hm = bias.shape[0] if bias is not None else 1
     table = bias.float().contiguous() if bias is not None else torch.zeros(1, 1, device=sig.device)
-    mask = out if out is not None else torch.empty(G, Hm, R, R, device=sig.device, dtype=torch.float32)
+    mask = out if out is not None else torch.empty(G, Hm, R, R, device=sig.device, dtype=dtype)
     TQ = tiles_for(G, R, Hm)["TQ"]
     packed_mask_kernel.launch((G, Hm, R // TQ), (
         sig.int().contiguous(), pos.int().contiguous(), seq.int().contiguous(), plen.int().contiguous(), table, mask,
