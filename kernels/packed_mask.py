@@ -55,12 +55,12 @@ def supported(G: int, R: int, H: int = 1) -> bool:
 
 def aot_signatures(G: int, R: int, H: int):
     """The headline windowed bias (window 1, clip 3, per-head table) with and without a
-    bidirectional prompt."""
+    bidirectional prompt, into the fp16 mask the persistent kernel reads."""
     from .tile import array
     t = tiles_for(G, R, H)
     i32, f32 = torch.int32, torch.float32
-    return [(packed_mask_kernel, [*[array(i32, 2)] * 4, array(f32, 2), array(f32, 4), 3, 1, True, prefix, t["R"], t["TQ"]])
-            for prefix in (False, True)]
+    return [(packed_mask_kernel, [*[array(i32, 2)] * 4, array(f32, 2), array(torch.float16, 4), 3, 1, True, prefix,
+                                  t["R"], t["TQ"]]) for prefix in (False, True)]
 
 
 def group_rows(A, g, i, n):
