@@ -18,9 +18,10 @@ Within a launch the heads are unrolled: queries, keys and values come from one (
 product each, and each listed key tile is loaded once for all heads with its mask built once
 (`attention.key_tile_step_heads`).
 
-Which key tiles a query tile needs is decided once per forward, on the host, from per-tile
-summaries (positions, significance range, non-digit keys): a superset of the tiles holding a
-visible key, compacted into a list per query tile. With the windowed significance bias a
+Which key tiles a query tile needs is decided once per forward, on the host, from each key
+tile's summary (positions, significance range, non-digit keys) against each query row: a
+superset of the tiles holding a visible key, compacted into a list per query tile. The loop
+launches run the query tiles with the longest lists first. With the windowed significance bias a
 query tile of a 1000-digit problem reaches ~8 of 47 key tiles; the kernel masks every element
 exactly, so the list only has to miss nothing.
 """
@@ -176,7 +177,7 @@ def supported(B: int, T: int, D: int, H: int, V: int) -> bool:
 def key_tiles(sig, plen, TM: int, TN: int, *, window=None, prefix: bool = False):
     """(count (B, nQ) int32, list (B, nQ, nK) int32): for each query tile, the key tiles that may
     hold a key visible to one of its queries, first in the list (the rest are unused). A superset,
-    from per-tile summaries and no host sync (CUDA graphs capture it): the key tile starts at or
+    from per-key-tile summaries and no host sync (CUDA graphs capture it): the key tile starts at or
     before the query tile's last row (or both tiles reach into a bidirectional prompt), and, with a
     window, holds a non-digit key or digits whose significance range comes within the window of
     one of the query tile's rows."""
