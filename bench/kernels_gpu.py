@@ -29,6 +29,7 @@ takes longer than one 10-minute device call: split it by --digits and join with 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 from pathlib import Path
 
@@ -252,20 +253,16 @@ def main() -> None:
     whole_modes = {m.strip() == "on" for m in args.compile_halting.split(",") if m.strip()}
     out = args.out or RESULTS / f"kernels-{device_kind()}.json"
     digits_run = [int(d) for d in args.digits.split(",") if d.strip()]
-    kept, merged = [], []
-    if args.merge:
-        import json
-        old = json.loads(args.merge.read_text())
-        kept = [r for r in old["loop_inference"] if r["digits"] not in digits_run]
-        merged = [*old.get("merged", []), {k: old.get(k) for k in ("date", "commit", "command", "commit_note")}]
+    old = json.loads(args.merge.read_text()) if args.merge else {"loop_inference": []}
+    kept = [r for r in old["loop_inference"] if r["digits"] not in digits_run]
+    merged = [*old.get("merged", []), {k: old.get(k) for k in ("date", "commit", "command", "commit_note")}]
     copy, halt = halting_vs_copy()
     data = {"copy_bandwidth_gbs": copy, "halting": halt, "checkpoint": args.ckpt, "batch_by_digits": BATCH,
-            "toolchain": toolchain(), **({"merged": merged} if merged else {})}
+            "toolchain": toolchain(), **({"merged": merged} if args.merge else {})}
     table("halting update", ["copy GB/s", "halting GB/s", "fraction of copy", "ms", "reference ms"],
           [[copy, halt["bandwidth_gbs"], halt["bandwidth_fraction"], halt["ms"], halt["reference_ms"]]])
     if not digits_run:      # --digits '': the halting row alone, the workload's rows kept from --merge
-        data["model"] = old.get("model") if args.merge else None
-        print(f"wrote {record(out.stem, {**data, 'loop_inference': kept}, out=out)}")
+        print(f"wrote {record(out.stem, {**data, 'model': old.get('model'), 'loop_inference': kept}, out=out)}")
         return
     model = inference_model(args.ckpt)
     no_silent_eager()
