@@ -249,6 +249,8 @@ def main() -> None:
     ap.add_argument("--merge", type=Path, help="keep this earlier result's rows of other digits (a workload "
                                                  "split over several calls); its commands are kept as 'merged'")
     args = ap.parse_args()
+    if device_kind() == "cpu":
+        raise SystemExit("bench.kernels_gpu: no CUDA GPU here")
     BUDGET_S = args.budget
     whole_modes = {m.strip() == "on" for m in args.compile_halting.split(",") if m.strip()}
     out = args.out or RESULTS / f"kernels-{device_kind()}.json"
