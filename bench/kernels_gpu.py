@@ -60,15 +60,18 @@ def median_ms(fn, inputs: list, budget_s: float | None = None, warmup: int = 3) 
     return statistics.median(times)
 
 
-def copy_bandwidth() -> float:
-    """GB/s of a 1 GiB device-to-device copy, bytes read + written."""
-    xs = [torch.randn(2**28, device="cuda") for _ in range(2)]
-    y = torch.empty_like(xs[0])
-    return 2 * xs[0].numel() * 4 / median_ms(lambda x: y.copy_(x), xs) / 1e6
+def copy_bandwidth(xs: list, y) -> float:
+    """GB/s of a device-to-device copy of each of `xs` into `y`, bytes read + written."""
+    return 2 * y.numel() * y.element_size() / median_ms(lambda x: y.copy_(x), xs) / 1e6
 
 
-def halting_bandwidth(M: int = 1 << 20, V: int = 14, D: int = 128) -> dict:
-    """The halting update on M tokens through its public wrapper, against the reference."""
+def halting_vs_copy(rounds: int = 7, M: int = 1 << 20, V: int = 14, D: int = 128) -> tuple[float, dict]:
+    """(copy GB/s of 1 GiB, the halting update's row on M tokens through its public wrapper, with
+    `bandwidth_fraction`): the copy and the update timed alternately, `rounds` times, and the
+    fraction the median of the rounds' ratios. One timing each swung the fraction from 80% to 87%
+    between runs of the same kernel on the H200 (25 calls of half a millisecond: the clocks move
+    under them); pairs taken together move together. Inputs, the error against the reference
+    and the reference's time are made once."""
     from kernels import halting as K
     g = torch.Generator(device="cuda").manual_seed(0)
     sets = [(torch.randn(M, V, device="cuda", generator=g) * 3, torch.randn(M, D, device="cuda", generator=g),
@@ -79,23 +82,16 @@ def halting_bandwidth(M: int = 1 << 20, V: int = 14, D: int = 128) -> dict:
     err = max(float((a.float() - b.float()).abs().max()) for a, b in zip(got, want))
     # bytes moved: read logits, both states, active, steps, threshold; write state, active, steps, entropy
     nbytes = M * (V * 4 + 2 * D * 4 + 1 + 4 + 4) + M * (D * 4 + 1 + 4 + 4)
-    ms = median_ms(lambda s: K.halting_update_cutile(*s), sets)
-    return {"M": M, "V": V, "D": D, "bytes": nbytes, "ms": ms, "bandwidth_gbs": nbytes / ms / 1e6,
-            "reference_ms": median_ms(lambda s: K.halting_update_reference(*s), sets),
-            "max_abs_error_vs_reference": err}
-
-
-def halting_vs_copy(rounds: int = 7) -> tuple[float, dict]:
-    """(copy GB/s, the halting update's `halting_bandwidth` row with `bandwidth_fraction`): the two
-    timed alternately, `rounds` times, and the fraction the median of the rounds' ratios. One
-    timing each swung the fraction from 80% to 87% between runs of the same kernel on the H200
-    (25 calls of half a millisecond: the clocks move under them); pairs taken together move
-    together."""
-    pairs = [(copy_bandwidth(), halting_bandwidth()) for _ in range(rounds)]
-    fractions = [h["bandwidth_gbs"] / c for c, h in pairs]
+    xs = [torch.randn(2**28, device="cuda") for _ in range(2)]
+    y = torch.empty_like(xs[0])
+    pairs = [(copy_bandwidth(xs, y), median_ms(lambda s: K.halting_update_cutile(*s), sets)) for _ in range(rounds)]
+    fractions = [nbytes / ms / 1e6 / copy for copy, ms in pairs]
     mid = sorted(range(rounds), key=lambda i: fractions[i])[rounds // 2]
-    copy, halt = pairs[mid]
-    return copy, {**halt, "bandwidth_fraction": fractions[mid], "fraction_rounds": fractions}
+    copy, ms = pairs[mid]
+    return copy, {"M": M, "V": V, "D": D, "bytes": nbytes, "ms": ms, "bandwidth_gbs": nbytes / ms / 1e6,
+                  "reference_ms": median_ms(lambda s: K.halting_update_reference(*s), sets),
+                  "max_abs_error_vs_reference": err, "bandwidth_fraction": fractions[mid],
+                  "fraction_rounds": fractions}
 
 
 def inference_model(ckpt: str | None):
