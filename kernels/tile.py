@@ -130,15 +130,19 @@ def _cache_dir() -> Path:
 
 def _emulate(fn: Callable, memo: dict) -> Callable:
     """fn with its module's `ct` replaced by the emulator. Plain helper functions that kernels
-    call (cuTile compiles them as tile functions) are rebound the same way, across modules."""
-    glb = memo.get(id(fn.__globals__))
-    if glb is None:
-        glb = dict(fn.__globals__, ct=emulator)
-        memo[id(fn.__globals__)] = glb
+    call (cuTile compiles them as tile functions) are rebound the same way, across modules, each
+    once (memo: by function and by module), so a helper imported into a kernel's module is the
+    emulated one in its own module too."""
+    if id(fn) in memo:
+        return memo[id(fn)]
+    first = id(fn.__globals__) not in memo
+    glb = memo.setdefault(id(fn.__globals__), dict(fn.__globals__, ct=emulator))
+    out = memo[id(fn)] = types.FunctionType(fn.__code__, glb, fn.__name__, fn.__defaults__, fn.__closure__)
+    if first:
         for name, value in list(glb.items()):
-            if isinstance(value, types.FunctionType) and value.__globals__.get("ct") is ct and value is not fn:
+            if isinstance(value, types.FunctionType) and value.__globals__.get("ct") is ct:
                 glb[name] = _emulate(value, memo)
-    return types.FunctionType(fn.__code__, glb, fn.__name__, fn.__defaults__, fn.__closure__)
+    return out
 
 
 def tile_kernel(**options: Any) -> Callable[[Callable], TileKernel]:
