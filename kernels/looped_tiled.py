@@ -6,7 +6,7 @@ attention only over the key tiles its mask can reach.
 Same arguments, results and reference as the persistent `looped_block` (whose one-block-per-
 group design holds at most 128 tokens): x0 (B, T, D) fp32, sig (B, T) int32, plen (B,) int32,
 real (B, T) bool, thr (B, T) fp32, w the shared block's `Weights`; logits (B, T, V) fp32 and
-steps (B, T) int32.
+steps (B, T) int32 (the last launch writes the logits into their buffer directly).
 
 A loop needs every token's keys and values of that loop before any query can attend, so loops
 are launches: the state h (B, T, D) fp32 lives in memory between them. Launch `loop` reads
@@ -18,9 +18,10 @@ Within a launch the heads are unrolled: queries, keys and values come from one (
 product each, and each listed key tile is loaded once for all heads with its mask built once
 (`attention.key_tile_step_heads`).
 
-Which key tiles a query tile needs is decided once per forward, on the host, from each key
-tile's summary (positions, significance range, non-digit keys) against each query row: a
-superset of the tiles holding a visible key, compacted into a list per query tile. The loop
+Which key tiles a query tile needs is decided once per forward, by one small launch
+(`key_tiles.key_tiles`), from each key tile's summary (positions, significance range, non-digit
+keys) against each query row: a superset of the tiles holding a visible key, compacted into a
+list per query tile. The loop
 launches run the query tiles with the longest lists first. With the windowed significance bias a
 query tile of a 1000-digit problem reaches ~8 of 47 key tiles; the kernel masks every element
 exactly, so the list only has to miss nothing.
@@ -30,6 +31,7 @@ import math
 import torch
 
 from .attention import LOG2E, bias_values, key_tile_step_heads, reciprocal
+from .key_tiles import key_tiles, key_tiles_kernel
 from .looped_block import (WORKER_WARPS, Weights, halt_step, head_logits, layer_norm, load_vec, looped_block_reference,
                            mlp_residual)
 from .tile import ct, next_pow2, tile_kernel
@@ -174,43 +176,6 @@ def supported(B: int, T: int, D: int, H: int, V: int) -> bool:
     return D <= MAX_D and D == next_pow2(D) and hd == next_pow2(hd) and hd >= 16 and V <= MAX_V
 
 
-def key_tiles(sig, plen, TM: int, TN: int, *, window=None, prefix: bool = False):
-    """(count (B, nQ) int32, list (B, nQ, nK) int32): for each query tile, the key tiles that may
-    hold a key visible to one of its queries, first in the list (the rest are unused). A superset,
-    from per-key-tile summaries and no host sync (CUDA graphs capture it): the key tile starts at or
-    before the query tile's last row (or both tiles reach into a bidirectional prompt), and, with a
-    window, holds a non-digit key or digits whose significance range comes within the window of
-    one of the query tile's rows."""
-    B, T = sig.shape
-    nQ, nK = -(-T // TM), -(-T // TN)
-    dev, big = sig.device, 1 << 30
-    sig = sig.long()
-    q_last = torch.clamp((torch.arange(nQ, device=dev) + 1) * TM, max=T) - 1          # (nQ,)
-    k_first = torch.arange(nK, device=dev) * TN                                        # (nK,)
-    ok = (k_first[None, :] <= q_last[:, None]).expand(B, nQ, nK)
-    if prefix:
-        q_first = torch.arange(nQ, device=dev) * TM
-        p = plen.long()[:, None, None]
-        ok = ok | ((q_first[None, :, None] < p) & (k_first[None, None, :] < p))
-    if window is not None:
-        ks = torch.nn.functional.pad(sig, (0, nK * TN - T), value=-1).view(B, nK, TN)
-        digit = ks >= 0
-        k_lo = torch.where(digit, ks, big).amin(-1)
-        k_hi = torch.where(digit, ks, -big).amax(-1)
-        inside = (torch.arange(nK * TN, device=dev) < T).view(nK, TN)
-        other = ((ks < 0) & inside).any(-1)                           # a non-digit key: never windowed
-        # per query row (B, T, nK), then any over the tile's rows: a tile's significance range
-        # spans two numbers where it holds a '+' or '=' (every digit of a 1000-digit addend),
-        # a row's never does (8.9 -> 8.0 key tiles a query tile at 8 x 1000 digits, the exact count)
-        q = sig[:, :, None]                                           # every row counts, -1 too
-        near = (k_lo[:, None, :] <= q + window) & (k_hi[:, None, :] >= q - window)
-        near = torch.nn.functional.pad(near, (0, 0, 0, nQ * TM - T)).view(B, nQ, TM, nK).any(2)
-        ok = ok & (near | other[:, None, :])
-    count = ok.sum(-1, dtype=torch.int32)
-    order = torch.argsort((~ok).to(torch.int8), dim=-1, stable=True).to(torch.int32)
-    return count.contiguous(), order.contiguous()
-
-
 def heaviest_first(count):
     """(B * nQ,) int32 b * nQ + bm of every query tile, by its key-tile count (B, nQ), largest
     first (ties in grid order): the loop kernel's block order. On the device, no host sync."""
@@ -242,9 +207,15 @@ def looped_tiled_cutile(x0, sig, plen, real, thr, w: Weights, *, loops: int, hal
     h = torch.zeros_like(x0) if reinject else x0.clone()
     kdt = torch.float32 if precise_scores else w.qkv.dtype             # keys: K, K_NEXT (ping-pong)
     kv = [torch.empty(B, H, T, HD, device=dev, dtype=kdt if i % 2 == 0 else w.qkv.dtype) for i in range(4)]
+    # the last launch writes the logits and (with halting) the steps straight into the outputs:
+    # its (TM, VP) logit tiles lose their VP - V padded columns at the array's edge
+    logits, steps = out if out is not None else (torch.empty(B, T, V, device=dev),
+                                                 torch.empty(B, T, device=dev, dtype=torch.int32))
     active = real.int().contiguous()
-    steps = torch.zeros(B, T, device=dev, dtype=torch.int32)
-    logits = torch.empty(B, T, VP, device=dev, dtype=torch.float32)
+    if halting:
+        steps.zero_()
+    else:                                                              # every real token runs every loop
+        torch.mul(real, loops, out=steps)
     sig32, plen32, thr32 = sig.int().contiguous(), plen.int().contiguous(), thr.float().contiguous()
     table = w.bias.float().contiguous()
     grid = (-(-T // TM), B)                                            # first_kv_kernel's
@@ -260,19 +231,14 @@ def looped_tiled_cutile(x0, sig, plen, real, thr, w: Weights, *, loops: int, hal
             *mats, table, logits, 1.0 / math.sqrt(HD), math.log(V), loop, min_loops, w.w1.shape[0] // t["CHUNK"],
             loop == loops - 1, reinject, step_emb, halting, TM, TN, D, HD, VP, V, t["CHUNK"], clip,
             -1 if window is None else window, use_bias, prefix, precise_scores))
-    if not halting:
-        steps = real.int() * loops
-    out_logits, out_steps = out if out is not None else (torch.empty(B, T, V, device=dev),
-                                                         torch.empty(B, T, device=dev, dtype=torch.int32))
-    out_logits.copy_(logits[..., :V])
-    out_steps.copy_(steps)
-    return out_logits, out_steps
+    return logits, steps
 
 
 def aot_signatures(B: int, T: int, D: int, H: int, V: int):
     """The two kernels at a declared shape (bf16 matrices) with the headline attention options
     (windowed significance bias), then the loop kernel with TF32 scores (`precise_scores`: fp32
-    key buffers); halting, re-injection and the step embedding are run-time."""
+    key buffers), then the key-tile lists' kernel; halting, re-injection and the step embedding
+    are run-time."""
     from .tile import array, scalar
     t = tiles_for(B, T, D, H, V)
     f32, bf, i32, b8 = torch.float32, torch.bfloat16, torch.int32, torch.bool
@@ -287,5 +253,8 @@ def aot_signatures(B: int, T: int, D: int, H: int, V: int):
                 array(i32, 2), array(i32, 2), array(i32, 3), array(i32, 1), *kv, *weights, array(f32, 2), array(f32, 3),
                 scalar(f32), scalar(f32), scalar(i32), scalar(i32), scalar(i32), *[scalar(b8)] * 4,
                 t["TM"], t["TN"], D, t["HD"], t["VP"], V, t["CHUNK"], 3, 1, True, False, tf32]
+    nkp = next_pow2(-(-T // t["TN"]))
+    lists = [array(i32, 2), array(i32, 1), array(i32, 2), array(i32, 3), scalar(i32), t["TM"], t["TN"], nkp, True, False]
     # a quick compile builds the first: the loop kernel as it runs by default
-    return [(loop_tile_kernel, loop(bf, False)), (first_kv_kernel, first), (loop_tile_kernel, loop(f32, True))]
+    return [(loop_tile_kernel, loop(bf, False)), (first_kv_kernel, first), (loop_tile_kernel, loop(f32, True)),
+            (key_tiles_kernel, lists)]

@@ -14,22 +14,45 @@ from .config import HaltingConfig
 from .positions import prompt_length
 
 
+def _packed(tensors: list[torch.Tensor], dtype: torch.dtype) -> list[torch.Tensor]:
+    """Fresh contiguous copies of `tensors` in `dtype`: views of one buffer made by one cat (and
+    one cast), where a copy each was a kernel each (15 of the ~70 small launches around the
+    looped kernels). Each view starts at a multiple of 16 elements (cuTile's TMA wants 16-byte aligned
+    bases): segments are padded to 16 elements, from one shared zero tensor."""
+    sizes = [t.numel() for t in tensors]
+    padded = [-(-n // 16) * 16 for n in sizes]
+    zeros = tensors[0].new_zeros(15) if any(p > n for n, p in zip(sizes, padded)) else None
+    parts = []
+    for t, n, p in zip(tensors, sizes, padded):
+        parts.append(t.detach().reshape(-1))
+        if p > n:
+            parts.append(zeros[:p - n])
+    buf = torch.cat(parts)          # one kernel for same-dtype inputs; cat into another dtype copies each
+    buf = buf.to(dtype)             # a no-op where the dtype matches (cat made the copy)
+    offsets = [0]
+    for p in padded[:-1]:
+        offsets.append(offsets[-1] + p)
+    return [buf[o:o + n].view(t.shape) for t, o, n in zip(tensors, offsets, sizes)]
+
+
 def weights_of(model, dtype=torch.bfloat16) -> Weights:
     """The shared block's weights from a tied LoopLM, matrices in `dtype` (norms, biases fp32).
     Always fresh copies, never views of the parameters (also where the dtype already matches:
     the emulator's fp32 run behaves like the GPU's bf16 one), made on every call: a cache keyed
-    on tensor versions went stale under the fused AdamW (which does not bump `_version`)."""
+    on tensor versions went stale under the fused AdamW (which does not bump `_version`). The
+    copies are views of two buffers, one per dtype (`_packed`)."""
     blk = model.blocks[0]
     H = blk.attn.n_head
     lin1, _, lin2, _ = blk.mlp
     dev = model.wte.weight.device
     bias = blk.attn.rel_bias if blk.attn.rel_bias is not None else torch.zeros(H, 1, device=dev)
     step = model.step_emb.weight if model.step_emb is not None else torch.zeros(1, model.wte.weight.shape[1], device=dev)
-    f = lambda t: t.detach().to(torch.float32, copy=True)  # noqa: E731
-    m = lambda t: t.detach().to(dtype, copy=True)  # noqa: E731
-    return Weights(f(blk.ln1.weight), f(blk.ln1.bias), m(blk.attn.qkv.weight), m(blk.attn.proj.weight),
-                   f(blk.ln2.weight), f(blk.ln2.bias), m(lin1.weight), f(lin1.bias), m(lin2.weight), f(lin2.bias),
-                   f(model.ln_f.weight), f(model.ln_f.bias), m(model.wte.weight), f(bias), m(step))
+    ln1w, ln1b, ln2w, ln2b, b1, b2, lnfw, lnfb, bias = _packed(
+        [blk.ln1.weight, blk.ln1.bias, blk.ln2.weight, blk.ln2.bias, lin1.bias, lin2.bias, model.ln_f.weight,
+         model.ln_f.bias, bias], torch.float32)
+    qkv, proj, w1, w2, wte, step = _packed(
+        [blk.attn.qkv.weight, blk.attn.proj.weight, lin1.weight, lin2.weight, model.wte.weight, step], dtype)
+    return Weights(ln1w, ln1b, qkv, proj, ln2w, ln2b, w1, b1, w2, b2, lnfw, lnfb, wte, bias, step)
 
 
 def fusable(model, idx: torch.Tensor, policy: HaltingConfig) -> bool:

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from kernels import attention as A
 from kernels import dispatch, emulator
 from kernels import halting as K
+from kernels import key_tiles as KT
 from kernels import looped_block as LB
 from kernels import looped_tiled as LT
 from kernels import packed_mask as PM
@@ -182,6 +183,18 @@ def test_key_tiles_list_every_tile_holding_a_visible_key(c, TM, TN):
     need = allowed.view(B, nQ, TM, nK, TN).any(2).any(-1)
     assert bool((need <= listed).all()), kw
     assert torch.equal(order.sort(-1).values, torch.arange(nK, dtype=torch.int32).expand(B, nQ, nK))  # a permutation
+
+
+@settings(max_examples=40)
+@given(cases("attention"), st.sampled_from([16, 32, 64]), st.sampled_from([16, 32, 64]),
+       st.sampled_from([None, 0, 1, 3]))
+def test_key_tiles_kernel_equals_its_reference(c, TM, TN, window):
+    """The one-launch key-tile lists (emulated here) equal the PyTorch statement: counts, and the
+    whole order (listed tiles first, each part in tile order), for any window and prompt rule."""
+    (_, _, _, sig, plen, _), kw, _ = c
+    got = KT.key_tiles(sig, plen, TM, TN, window=window, prefix=kw["prefix"])
+    want = KT.key_tiles_reference(sig, plen, TM, TN, window=window, prefix=kw["prefix"])
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1]), (TM, TN, window, kw)
 
 
 @settings(max_examples=40)

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 
 from kernels import attention as A
 from kernels import halting as K
+from kernels import key_tiles as KT
 from kernels import looped_block as LB
 from kernels import looped_tiled as LT
 from tests.kernel_cases import cases, entropy_oracle
@@ -44,6 +45,17 @@ def test_attention_kernel_on_gpu(c):
         rest = to(args[3:], CUDA)
         got = A.loop_attention_cutile(q, k, v, *rest, **kw, out=torch.full_like(q, NAN))
         assert_close("loop_attention", got, want, dtype, **case["shape"])
+
+
+@settings(max_examples=8, deadline=None)
+@given(cases("attention", bucketed=True, kinds=("random",)))
+def test_key_tiles_kernel_on_gpu(c):
+    """The key-tile lists the tiled kernel reads, on the device, against the PyTorch statement."""
+    (_, _, _, sig, plen, _), kw, _ = c
+    for TM, TN in ((64, 64), (32, 16)):
+        got = KT.key_tiles(sig.to(CUDA), plen.to(CUDA), TM, TN, window=kw["window"], prefix=kw["prefix"])
+        want = KT.key_tiles_reference(sig, plen, TM, TN, window=kw["window"], prefix=kw["prefix"])
+        assert torch.equal(got[0].cpu(), want[0]) and torch.equal(got[1].cpu(), want[1]), (TM, TN, kw)
 
 
 def _looped_on_gpu(kernel, reference, c):
