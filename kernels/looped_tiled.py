@@ -32,7 +32,7 @@ import torch
 
 from .attention import LOG2E, bias_values, key_tile_step_heads, reciprocal
 from .key_tiles import key_tiles, key_tiles_kernel
-from .looped_block import (WORKER_WARPS, Weights, halt_step, head_logits, layer_norm, load_vec, looped_block_reference,
+from .looped_block import (Weights, halt_step, head_logits, layer_norm, load_vec, looped_block_reference,
                            mlp_residual)
 from .tile import ct, next_pow2, tile_kernel
 
@@ -88,9 +88,18 @@ def first_kv_kernel(H_, X0, STEP, LN1W, LN1B, WQKV, K, V, reinject: bool, step_e
     store_kv(a, WQKV, K, V, b, bm, TM, HD, D)
 
 
-# worker warps: a (64, 128) fp32 tile is 64 registers per thread at cuTile's default 4 warps, and
-# this body holds several (as the persistent kernel, whose 64-row variant spilled at 4)
-@tile_kernel(num_worker_warps=WORKER_WARPS)
+# One warpgroup (4 worker warps), two blocks an SM. With 8 warps every (64, N) product is split
+# by columns between two warpgroups, so each softmax row reduction and each P tile went through
+# shared memory with a block barrier (42 BAR.SYNC a key tile in the sm_90 SASS, 10 with one
+# warpgroup at occupancy 2, for 93 spilled registers); with one block an SM nothing hides a stall. The loop input (64, 128) fp32 is read
+# again after the key loop instead of kept live across it (64 registers a thread at 4 warps):
+# that is what lets two blocks share an SM. H200, 64 x 100 digits, L = 12, bf16 scores, kernels
+# only, graphed, side by side: 8 warps 1.49 ms, 4 warps + re-read 1.31, + occupancy 2 1.11
+# (8 x 1000 digits: 2.84 -> 2.15 with 4 warps + re-read).
+LOOP_WARPS, LOOP_OCCUPANCY = 4, 2
+
+
+@tile_kernel(num_worker_warps=LOOP_WARPS, occupancy=LOOP_OCCUPANCY)
 def loop_tile_kernel(H_, X0, STEP, SIG, PLEN, THR, ACTIVE, STEPS, COUNT, LIST, WORK, K, V, K_NEXT, V_NEXT,
                      LN1W, LN1B, WQKV, WPROJ, LN2W, LN2B, W1, B1, W2, B2, LNFW, LNFB, WTE, BIAS, LOGITS,
                      scale: float, log_v: float, loop: int, min_loops: int, n_chunks: int,
@@ -139,6 +148,8 @@ def loop_tile_kernel(H_, X0, STEP, SIG, PLEN, THR, ACTIVE, STEPS, COUNT, LIST, W
         ms, ls, accs = key_tile_step_heads(qs, K, V, SIG, bvs, b, j, q_pos, sig_q, plen, T, ms, ls, accs, scale,
                                            TM, TN, HD, CLIP, WINDOW, USE_BIAS, PREFIX, SCORES_TF32)
     wo = ct.load(WPROJ, index=(0, 0), shape=(D, D))
+    old = load_rows(H_, b, bm, TM, D)                  # read again, not held across the key loop
+    inp = block_input(old, X0, STEP, b, bm, loop, TM, D, reinject, step_emb)
     h1 = inp                                           # h1 = inp + sum over heads of y_h W_o,h^T
     for hh in ct.static_iter(range(D // HD)):
         y = accs[hh] * reciprocal(ct.maximum(ls[hh], 1e-30))
@@ -146,6 +157,7 @@ def loop_tile_kernel(H_, X0, STEP, SIG, PLEN, THR, ACTIVE, STEPS, COUNT, LIST, W
     a2 = ct.astype(layer_norm(h1, load_vec(LN2W, D), load_vec(LN2B, D), D), MT)
     new = mlp_residual(a2, h1, W1, B1, W2, B2, n_chunks, TM, D, CH)
     if halting:
+        old = load_rows(H_, b, bm, TM, D)              # again: not held across the MLP either
         active = ct.reshape(ct.load(ACTIVE, index=(b, bm), shape=(1, TM), padding_mode=ct.PaddingMode.ZERO), (TM,)) > 0
         steps = ct.reshape(ct.load(STEPS, index=(b, bm), shape=(1, TM), padding_mode=ct.PaddingMode.ZERO), (TM,))
         thr = ct.reshape(ct.load(THR, index=(b, bm), shape=(1, TM), padding_mode=ct.PaddingMode.ZERO), (TM,))
