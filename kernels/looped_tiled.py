@@ -21,10 +21,9 @@ product each, and each listed key tile is loaded once for all heads with its mas
 Which key tiles a query tile needs is decided once per forward, by one small launch
 (`key_tiles.key_tiles`), from each key tile's summary (positions, significance range, non-digit
 keys) against each query row: a superset of the tiles holding a visible key, compacted into a
-list per query tile. The loop
-launches run the query tiles with the longest lists first. With the windowed significance bias a
-query tile of a 1000-digit problem reaches ~8 of 47 key tiles; the kernel masks every element
-exactly, so the list only has to miss nothing.
+list per query tile. The loop launches run the query tiles with the longest lists first. With
+the windowed significance bias a query tile of a 1000-digit problem reaches ~8 of 47 key tiles;
+the kernel masks every element exactly, so the list only has to miss nothing.
 """
 import math
 

@@ -17,8 +17,8 @@ from .positions import prompt_length
 def _packed(tensors: list[torch.Tensor], dtype: torch.dtype) -> list[torch.Tensor]:
     """Fresh contiguous copies of `tensors` in `dtype`: views of one buffer made by one cat (and
     one cast), where a copy each was a kernel each (15 of the ~70 small launches around the
-    looped kernels). Each view starts at a multiple of 16 elements (cuTile's TMA wants 16-byte aligned
-    bases): segments are padded to 16 elements, from one shared zero tensor."""
+    looped kernels). Each view starts at a multiple of 16 elements (cuTile's TMA wants 16-byte
+    aligned bases): segments are padded to 16 elements, from one shared zero tensor."""
     sizes = [t.numel() for t in tensors]
     padded = [-(-n // 16) * 16 for n in sizes]
     zeros = tensors[0].new_zeros(15) if any(p > n for n, p in zip(sizes, padded)) else None
