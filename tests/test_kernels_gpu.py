@@ -105,19 +105,23 @@ KERNEL_STEPS = ["padded_vocab_mask", "nan_guard", "tile_index_probe", "kernel_di
 
 
 # the differential compiles ~40 variants cold (cuTile compiles one at a time per process): one
-# test per kernel, so `python -m bench.gpu_tests` runs them in parallel processes
-SHARDS = [(s, None) for s in KERNEL_STEPS if s != "kernel_differential"] + [
-    ("kernel_differential", k) for k in ("halting_update", "loop_attention", "looped_block", "looped_tiled")]
+# test per kernel, so `python -m bench.gpu_tests` runs them in parallel processes, and for the two
+# looped kernels one for the declared shapes and one for the drawn ones (the tiled loop kernel
+# takes tileiras ~25 s a variant at two blocks an SM: `python -m bench.kernels_sass`)
+SHARDS = [(s, None, None) for s in KERNEL_STEPS if s != "kernel_differential"] + [
+    ("kernel_differential", k, None) for k in ("halting_update", "loop_attention")] + [
+    ("kernel_differential", k, part) for k in ("looped_block", "looped_tiled") for part in ("declared", "drawn")]
 
 
-@pytest.mark.parametrize("step,kernel", SHARDS, ids=[f"{s}-{k}" if k else s for s, k in SHARDS])
-def test_verifier_kernel_steps_on_gpu(step, kernel):
-    """One step per test (the differential one kernel per test), so a cold run's streamed log
-    shows where the JIT compiles go."""
+@pytest.mark.parametrize("step,kernel,part", SHARDS, ids=["-".join(x for x in shard if x) for shard in SHARDS])
+def test_verifier_kernel_steps_on_gpu(step, kernel, part):
+    """One step per test (the differential one kernel per test, the looped ones split by declared
+    and drawn shapes), so a cold run's streamed log shows where the JIT compiles go."""
     import dsl
     from verifier import load_target, run
     target = load_target(dsl.BUNDLED, device="cuda")
     target.only_kernels = (kernel,) if kernel else None
+    target.differential_part = part
     report = run(target, only=[step])
     assert report.passed, [(s.id, s.message) for s in report.steps]
     assert report.kernels_on == "cuTile on the GPU"

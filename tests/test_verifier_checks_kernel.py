@@ -77,6 +77,24 @@ def test_kernel_steps_can_be_sharded_by_kernel():
     assert none.status == "skip" and "no_such_kernel" in none.message
 
 
+def test_the_differential_can_be_sharded_into_declared_and_drawn_shapes():
+    """`Target.differential_part` (the GPU tests' shards of the slow looped kernels): each part
+    runs only its shapes, the two together run what the whole step runs, and a wrong part name
+    is an error, never a pass."""
+    target = load_target(dsl.BUNDLED)
+    target.only_kernels = ("halting_update",)
+    runs = {}
+    for part in (None, "declared", "drawn"):
+        target.differential_part = part
+        step = run(target, only=["kernel_differential"]).steps[0]
+        assert step.status == "pass", (part, step.message)
+        runs[part] = step.measured["runs"]
+    assert 0 < runs["declared"] < runs[None] and 0 < runs["drawn"] < runs[None]
+    assert runs["declared"] + runs["drawn"] == runs[None]
+    target.differential_part = "both"
+    assert run(target, only=["kernel_differential"]).steps[0].status != "pass"
+
+
 def test_a_declared_kernel_with_nothing_to_compile_fails_the_compile_step(monkeypatch):
     """kernel_compile compiles every used kernel; one whose module gives no signature must not
     pass with nothing built for it (an emptied signature list survived the mutation score)."""

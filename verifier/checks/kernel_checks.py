@@ -190,13 +190,15 @@ def _drawn(target: Target, bk: BoundKernel, case: KernelCase, n: int) -> Optiona
 def differential(target: Target, p: DifferentialParams, step=None):
     """Every used kernel equals its declared reference at every declared shape and at
     hypothesis-drawn shapes spanning several tiles, random and extreme inputs, outputs poisoned."""
-    total = 0
+    total, part = 0, target.differential_part        # a shard: the declared or the drawn shapes alone
+    if part not in (None, "declared", "drawn"):
+        raise ValueError(f"differential_part must be 'declared' or 'drawn', not {part!r}")
     for bk, case in used_kernels(target, step):
-        shapes = declared_shapes(bk, case, target.device)
+        shapes = declared_shapes(bk, case, target.device) if part != "drawn" else []
         runs = [(bk, case, s, target.seed + i, "random") for i, s in enumerate(shapes)]
         problem = _first_failure(target, runs) or _first_failure(target, runs[:1], own_outputs=True)
-        n = p.gpu_examples if target.device == "cuda" else p.examples
-        problem = problem or _drawn(target, bk, case, n)
+        n = 0 if part == "declared" else p.gpu_examples if target.device == "cuda" else p.examples
+        problem = problem or (_drawn(target, bk, case, n) if n else None)
         total += len(shapes) + n
         if problem:
             return failed(f"kernel differs from its reference: {problem}")
