@@ -4,7 +4,7 @@
 
 A cold run is dominated by cuTile's JIT (tileiras, one CPU core per kernel variant), not by the
 GPU. So the runner collects the `gpu` tests and runs them in N pytest processes at once (default:
-one per test, up to the CPU count), sharing the one GPU. Each test is still one process end to end,
+one per test, up to the CPU count), sharing the one GPU, the longest tests of the last run first. Each test is still one process end to end,
 hypothesis examples included, so what passes here passes under a plain `pytest -m gpu`.
 
 Cold means cold: the run compiles into a fresh cuTile disk cache (CUDA_TILE_CACHE_DIR in a temp
@@ -26,7 +26,7 @@ from collections import defaultdict
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
-from bench.common import device_kind, record, table
+from bench.common import RESULTS, device_kind, record, table
 
 TESTS = "tests/test_kernels_gpu.py"
 
@@ -37,9 +37,27 @@ def collect() -> list[str]:
     return [line.strip() for line in out.splitlines() if "::" in line]
 
 
-def groups(nodes: list[str], jobs: int) -> list[list[str]]:
-    """Round-robin in collection order (the hypothesis kernel tests come first and compile the most)."""
-    return [g for g in (nodes[i::jobs] for i in range(jobs)) if g]
+def last_seconds(path: Path) -> dict[str, float]:
+    """Each test's seconds in the last committed run on this device kind, by pytest node id."""
+    if not path.exists():
+        return {}
+    rows = json.loads(path.read_text()).get("tests", [])
+    return {r["test"].replace(".", "/", 1).replace("::", ".py::", 1): r["seconds"] for r in rows}
+
+
+def groups(nodes: list[str], jobs: int, seconds: dict[str, float]) -> list[list[str]]:
+    """Longest first, each onto the least-loaded process (longest-processing-time scheduling), by
+    the last run's seconds per test; a test that run lacks (new, or a new shard) counts as the
+    longest, so it gets a process of its own. Round-robin in collection order had put the two
+    slowest shards behind other tests once there were more tests than processes."""
+    cost = lambda n: seconds.get(n, float("inf"))  # noqa: E731
+    out: list[list[str]] = [[] for _ in range(jobs)]
+    load = [0.0] * jobs
+    for n in sorted(nodes, key=cost, reverse=True):
+        i = load.index(min(load))
+        out[i].append(n)
+        load[i] += cost(n)
+    return [g for g in out if g]
 
 
 def stream(proc: subprocess.Popen, tag: str, t0: float) -> None:
@@ -71,14 +89,14 @@ def compiled(cache_dir: str) -> dict:
             "by_kernel": {k: {"variants": len(v), "seconds": round(sum(v), 1)} for k, v in sorted(by.items())}}
 
 
-def run(nodes: list[str], jobs: int, warm: bool) -> tuple[int, float, list[dict], dict]:
+def run(nodes: list[str], jobs: int, warm: bool, seconds: dict[str, float]) -> tuple[int, float, list[dict], dict]:
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(os.environ)
         if not warm:
             env["CUDA_TILE_CACHE_DIR"] = str(Path(tmp) / "cutile-cache")
         t0 = time.perf_counter()
         procs = []
-        for i, g in enumerate(groups(nodes, jobs)):
+        for i, g in enumerate(groups(nodes, jobs, seconds)):
             # -v, streamed: a run cut short by the device's time limit still shows which tests ended and when
             p = subprocess.Popen([sys.executable, "-u", "-m", "pytest", "-v", "-m", "gpu", "-p", "no:cacheprovider",
                                   f"--junitxml={tmp}/{i}.xml", *g], stdout=subprocess.PIPE,
@@ -102,7 +120,7 @@ def main() -> None:
         sys.exit("bench.gpu_tests: no CUDA GPU here; every test would skip and the record would say nothing")
     nodes = collect()
     jobs = a.jobs or min(os.cpu_count() or 1, len(nodes))
-    code, wall, tests, stats = run(nodes, jobs, a.warm)
+    code, wall, tests, stats = run(nodes, jobs, a.warm, last_seconds(RESULTS / f"gpu-tests-{device_kind()}.json"))
     table(f"GPU tests ({wall:.0f} s wall, {jobs} processes, exit {code})", ("test", "status", "s"),
           [(t["test"], t["status"], t["seconds"]) for t in tests])
     if stats:
