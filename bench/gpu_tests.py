@@ -4,8 +4,9 @@
 
 A cold run is dominated by cuTile's JIT (tileiras, one CPU core per kernel variant), not by the
 GPU. So the runner collects the `gpu` tests and runs them in N pytest processes at once (default:
-one per test, up to the CPU count), sharing the one GPU, the longest tests of the last run first. Each test is still one process end to end,
-hypothesis examples included, so what passes here passes under a plain `pytest -m gpu`.
+one per test, up to the CPU count), sharing the one GPU, the longest tests of the last run first.
+Each test is still one process end to end, hypothesis examples included, so what passes here
+passes under a plain `pytest -m gpu`.
 
 Cold means cold: the run compiles into a fresh cuTile disk cache (CUDA_TILE_CACHE_DIR in a temp
 folder) unless --warm, and the record counts what was compiled (variants, compile seconds per

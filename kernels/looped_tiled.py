@@ -90,8 +90,9 @@ def first_kv_kernel(H_, X0, STEP, LN1W, LN1B, WQKV, K, V, reinject: bool, step_e
 # One warpgroup (4 worker warps), two blocks an SM. With 8 warps every (64, N) product is split
 # by columns between two warpgroups, so each softmax row reduction and each P tile went through
 # shared memory with a block barrier (42 BAR.SYNC a key tile in the sm_90 SASS, 10 with one
-# warpgroup at occupancy 2, for 93 spilled registers); with one block an SM nothing hides a stall. The loop input (64, 128) fp32 is read
-# again after the key loop instead of kept live across it (64 registers a thread at 4 warps):
+# warpgroup at occupancy 2, for 93 spilled registers); with one block an SM nothing hides a
+# stall. The loop input (64, 128) fp32 is read again after the key loop instead of kept live
+# across it (64 registers a thread at 4 warps):
 # that is what lets two blocks share an SM. H200, 64 x 100 digits, L = 12, bf16 scores, kernels
 # only, graphed, side by side: 8 warps 1.49 ms, 4 warps + re-read 1.31, + occupancy 2 1.11
 # (8 x 1000 digits: 2.84 -> 2.15 with 4 warps + re-read).
@@ -212,7 +213,8 @@ def looped_tiled_cutile(x0, sig, plen, real, thr, w: Weights, *, loops: int, hal
     TM = tile or t["TM"]
     TN = min(TM, t["TN"])
     HD, VP, dev = D // H, t["VP"], x0.device
-    count, order = key_tiles(sig, plen, TM, TN, window=window, prefix=prefix)
+    sig32, plen32, thr32 = sig.int().contiguous(), plen.int().contiguous(), thr.float().contiguous()
+    count, order = key_tiles(sig32, plen32, TM, TN, window=window, prefix=prefix)   # int32 already: no second cast
     work = heaviest_first(count)
     x0 = x0.float().contiguous()
     h = torch.zeros_like(x0) if reinject else x0.clone()
@@ -227,7 +229,6 @@ def looped_tiled_cutile(x0, sig, plen, real, thr, w: Weights, *, loops: int, hal
         steps.zero_()
     else:                                                              # every real token runs every loop
         torch.mul(real, loops, out=steps)
-    sig32, plen32, thr32 = sig.int().contiguous(), plen.int().contiguous(), thr.float().contiguous()
     table = w.bias.float().contiguous()
     grid = (-(-T // TM), B)                                            # first_kv_kernel's
     mats = [x.contiguous() for x in w[:13]]
