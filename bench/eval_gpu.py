@@ -7,7 +7,7 @@ For each digit count, alternating backends (reference, cutile, reference, cutile
 untimed call per backend (cuTile's JIT and the allocator's first growth are not the eval's
 cost). Records the median seconds per backend, their ratio, and both backends' exact-match
 accuracy on the same problems (they must agree). `cutile` runs the default scores
-(`dispatch.scores("auto")`: TF32 on the tiled kernel). `--tf32-scores` adds a third path, the
+(`dispatch.scores("auto")`: fp16 on the tiled kernel). `--tf32-scores` adds a third path, the
 kernels with TF32 scores at every length (`dispatch.scores("tf32")`), beside the other two.
 Writes bench/results/eval-<device>.json.
 """

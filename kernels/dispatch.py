@@ -11,13 +11,16 @@ The backend is chosen explicitly: `with dispatch.use("reference"): ...` (a conte
 so it is restored on exit and other threads keep their own), else `LOOPLM_KERNELS` for a whole
 process, else auto. A forced backend that cannot run raises rather than falling back.
 
-The looped-block kernels' attention scores are chosen the same way: `with dispatch.scores("tf32")`,
+The looped-block kernels' attention scores are chosen the same way: `with dispatch.scores("fp16")`,
 else `LOOPLM_SCORES`, else "auto". "matrix": the matrices' dtype (bf16 on a GPU). "tf32": TF32
-queries and fp32 keys, which only the tiled kernel computes, so every shape runs on it. "auto"
-(the default): TF32 on the tiled kernel (rows longer than the persistent kernel holds), the
-matrices' dtype in the persistent one. Why: at 1000 digits bf16 scores tip one near-tie in 500
-(exact match 99.8% against the reference's 100%), TF32 ones keep it (H200, `bench.eval_gpu`), for
-about 11% of the tiled kernel's time; the short rows showed no such flip.
+queries and fp32 keys; "fp16": fp16 queries and keys; only the tiled kernel computes these two,
+so with either every shape runs on it. "auto" (the default): fp16 on the tiled kernel (rows
+longer than the persistent kernel holds), the matrices' dtype in the persistent one. Why: at
+1000 digits bf16 scores tip one near-tie in 500 (exact match 99.8% against the reference's 100%),
+TF32 ones keep it (H200, `bench.eval_gpu`), and so do fp16 ones (the emulator reproduces the flip
+and both keeps: tests/test_kernels.py); fp16 carries TF32's 10 mantissa bits in 2-byte keys, where
+TF32's fp32 keys cost 14-17% of the tiled kernel's time (H200, by hand). The short rows showed no
+such flip.
 """
 from __future__ import annotations
 
@@ -35,7 +38,8 @@ from . import looped_tiled as _tiled
 from .looped_block import Weights
 
 BACKENDS = ("auto", "reference", "cutile", "emulator")
-SCORES = ("auto", "matrix", "tf32")
+SCORES = ("auto", "matrix", "tf32", "fp16")
+TILED_ONLY = ("tf32", "fp16")       # score precisions only the tiled kernel computes
 
 
 class KernelUnavailable(RuntimeError):
@@ -163,14 +167,14 @@ def looped_block_supported(B: int, T: int, D: int, H: int, V: int) -> bool:
 def looped_block(x0, sig, plen, nreal, thr, w: Weights, **kw):
     """All loops of the shared block: the persistent kernel (one launch) where a block holds the
     sequences (T <= 128), else the tiled kernel (one launch per loop); cuTile, or the emulator on
-    CPU tensors. The tiled kernel computes TF32 scores unless "matrix" is asked for (`scores`);
-    with "tf32" asked for it runs every length (the persistent one has no such option). Call only
+    CPU tensors. The tiled kernel computes fp16 scores unless asked for others (`scores`); with
+    "tf32" or "fp16" asked for it runs every length (the persistent one has no such option). Call only
     where `backend` gave a kernel backend and `looped_block_supported` holds."""
     B, T, D = x0.shape
     H, V = w.bias.shape[0], w.wte.shape[0]
     choice = requested_scores()
-    if choice != "tf32" and _looped.supported(B, T, D, H, V):
+    if choice not in TILED_ONLY and _looped.supported(B, T, D, H, V):
         return _looped.looped_block_cutile(x0, sig, plen, nreal, thr, w, **kw)
-    if choice == "tf32" and not _tiled.supported(B, T, D, H, V):
-        raise KernelUnavailable(f"TF32 scores run on the tiled looped block, which does not take D={D}, H={H}, V={V}")
-    return _tiled.looped_tiled_cutile(x0, sig, plen, nreal, thr, w, precise_scores=choice != "matrix", **kw)
+    if choice in TILED_ONLY and not _tiled.supported(B, T, D, H, V):
+        raise KernelUnavailable(f"{choice} scores run on the tiled looped block, which does not take D={D}, H={H}, V={V}")
+    return _tiled.looped_tiled_cutile(x0, sig, plen, nreal, thr, w, scores="fp16" if choice == "auto" else choice, **kw)

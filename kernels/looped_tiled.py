@@ -43,6 +43,7 @@ KEY_TILE = 64      # key rows per step (32 halves the score tiles but doubles th
 MAX_D = 128        # one (TM, D) state tile per block, as the persistent kernel
 CHUNK = 128        # MLP hidden columns per step
 MAX_V = 128        # the head's (VP, D) weight tile stays small
+SCORES = {"matrix": None, "tf32": torch.float32, "fp16": torch.float16}   # score operands -> key buffers' dtype
 
 # The reference is the persistent kernel's: both compute all loops of the same block.
 looped_tiled_reference = looped_block_reference
@@ -134,8 +135,8 @@ def loop_tile_kernel(H_, X0, STEP, SIG, PLEN, THR, ACTIVE, STEPS, COUNT, LIST, W
     q = ct.mma(a, ct.transpose(wq), ct.full((TM, D), 0.0, dtype=ct.float32))
     if SCORES_TF32:                                            # K holds fp32 keys (the wrapper's choice)
         q = ct.astype(q, ct.tfloat32)
-    else:
-        q = ct.astype(q, MT)
+    else:                                                      # the keys' dtype: MT, or fp16 ("fp16" scores)
+        q = ct.astype(q, K.dtype)
     qs, ms, ls, accs, bvs = (), (), (), (), ()
     for hh in ct.static_iter(range(D // HD)):
         qs += (ct.extract(q, (0, hh), shape=(TM, HD)),)
@@ -197,11 +198,14 @@ def heaviest_first(count):
 def looped_tiled_cutile(x0, sig, plen, real, thr, w: Weights, *, loops: int, halting: bool, min_loops: int = 1,
                         window=None, clip: int = 3, use_bias: bool = False, prefix: bool = False,
                         reinject: bool = True, step_emb: bool = False, out=None, tile: int | None = None,
-                        kernel=None, precise_scores: bool = False):
+                        kernel=None, scores: str = "matrix"):
     """Host wrapper (same signature as the reference); emulated when the tensors are on the CPU.
-    `precise_scores`: attention scores from TF32 queries and keys (keys kept in fp32) instead of
-    the matrices' dtype: where bf16 scores tip a near-tie (one 1000-digit problem in 500 with the
-    headline checkpoint, reproduced by the emulator), TF32 ones keep the reference's answer.
+    `scores`, the attention scores' operands (one of SCORES): "matrix", the matrices' dtype (bf16
+    on the GPU); "tf32", TF32 queries and fp32 keys; "fp16", fp16 queries and keys. Where bf16
+    scores tip a near-tie (one 1000-digit problem in 500 with the headline checkpoint, reproduced
+    by the emulator), TF32 and fp16 ones keep the reference's answer: both carry 10 mantissa bits
+    to bf16's 7, and fp16 keys cost what bf16 ones do (2 bytes, the same tensor-core rate) where
+    fp32 keys double the key loads. fp16's range (65504) is far above a normed row's projections.
     `out=(logits, steps)` lets a test pass NaN-poisoned buffers; `tile` overrides TM (key tiles
     stay at most KEY_TILE rows) and `kernel` the loop kernel (a `variant` with other compile
     options: tuning sweeps)."""
@@ -209,6 +213,8 @@ def looped_tiled_cutile(x0, sig, plen, real, thr, w: Weights, *, loops: int, hal
     V, H = w.wte.shape[0], w.bias.shape[0]
     if not supported(B, T, D, H, V):
         raise ValueError(f"looped_tiled supports power-of-two D <= {MAX_D} with power-of-two heads >= 16; got D={D}, H={H}")
+    if scores not in SCORES:
+        raise ValueError(f"scores must be one of {', '.join(SCORES)}; got {scores!r}")
     t = tiles_for(B, T, D, H, V)
     TM = tile or t["TM"]
     TN = min(TM, t["TN"])
@@ -218,7 +224,7 @@ def looped_tiled_cutile(x0, sig, plen, real, thr, w: Weights, *, loops: int, hal
     work = heaviest_first(count)
     x0 = x0.float().contiguous()
     h = torch.zeros_like(x0) if reinject else x0.clone()
-    kdt = torch.float32 if precise_scores else w.qkv.dtype             # keys: K, K_NEXT (ping-pong)
+    kdt = SCORES[scores] or w.qkv.dtype                                # keys: K, K_NEXT (ping-pong)
     kv = [torch.empty(B, H, T, HD, device=dev, dtype=kdt if i % 2 == 0 else w.qkv.dtype) for i in range(4)]
     # the last launch writes the logits and (with halting) the steps straight into the outputs:
     # its (TM, VP) logit tiles lose their VP - V padded columns at the array's edge
@@ -242,22 +248,23 @@ def looped_tiled_cutile(x0, sig, plen, real, thr, w: Weights, *, loops: int, hal
             h, x0, w.step.contiguous(), sig32, plen32, thr32, active, steps, count, order, work, *cur, *nxt,
             *mats, table, logits, 1.0 / math.sqrt(HD), math.log(V), loop, min_loops, w.w1.shape[0] // t["CHUNK"],
             loop == loops - 1, reinject, step_emb, halting, TM, TN, D, HD, VP, V, t["CHUNK"], clip,
-            -1 if window is None else window, use_bias, prefix, precise_scores))
+            -1 if window is None else window, use_bias, prefix, scores == "tf32"))
     return logits, steps
 
 
 def aot_signatures(B: int, T: int, D: int, H: int, V: int):
     """The two kernels at a declared shape (bf16 matrices) with the headline attention options
-    (windowed significance bias), then the loop kernel with TF32 scores (`precise_scores`: fp32
-    key buffers), then the key-tile lists' kernel; halting, re-injection and the step embedding
-    are run-time."""
+    (windowed significance bias) as they run by default (fp16 scores: fp16 key buffers), then
+    the loop kernel with bf16 ("matrix") scores, then the key-tile lists' kernel; halting,
+    re-injection and the step embedding are run-time. (The TF32 scores' variant is compiled by
+    the GPU tests; another loop variant here would cost CI two more ~25 s compiles.)"""
     from .tile import array, scalar
     t = tiles_for(B, T, D, H, V)
-    f32, bf, i32, b8 = torch.float32, torch.bfloat16, torch.int32, torch.bool
+    f32, bf, f16, i32, b8 = torch.float32, torch.bfloat16, torch.float16, torch.int32, torch.bool
     weights = [array(f32, 1), array(f32, 1), array(bf, 2), array(bf, 2), array(f32, 1), array(f32, 1),
                array(bf, 2), array(f32, 1), array(bf, 2), array(f32, 1), array(f32, 1), array(f32, 1), array(bf, 2)]
     first = [array(f32, 3), array(f32, 3), array(bf, 2), array(f32, 1), array(f32, 1), array(bf, 2),
-             array(bf, 4), array(bf, 4), scalar(b8), scalar(b8), t["TM"], D, t["HD"]]
+             array(f16, 4), array(bf, 4), scalar(b8), scalar(b8), t["TM"], D, t["HD"]]
 
     def loop(key_dtype, tf32: bool) -> list:
         kv = [array(key_dtype, 4), array(bf, 4)] * 2                 # K, V, K_NEXT, V_NEXT
@@ -268,5 +275,5 @@ def aot_signatures(B: int, T: int, D: int, H: int, V: int):
     nkp = next_pow2(-(-T // t["TN"]))
     lists = [array(i32, 2), array(i32, 1), array(i32, 2), array(i32, 3), scalar(i32), t["TM"], t["TN"], nkp, True, False]
     # a quick compile builds the first: the loop kernel as it runs by default
-    return [(loop_tile_kernel, loop(bf, False)), (first_kv_kernel, first), (loop_tile_kernel, loop(f32, True)),
+    return [(loop_tile_kernel, loop(f16, False)), (first_kv_kernel, first), (loop_tile_kernel, loop(bf, False)),
             (key_tiles_kernel, lists)]

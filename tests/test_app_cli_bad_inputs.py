@@ -253,7 +253,7 @@ def test_a_bad_score_precision_in_the_environment_is_refused_in_one_line(monkeyp
     """LOOPLM_SCORES is read before the eval runs, also where no looped-block kernel would read it."""
     monkeypatch.setenv("LOOPLM_SCORES", "fp8")
     r = runner.invoke(app, ["eval", "--ckpt", str(corpus / "real.pt"), "--digits", "1", "--n", "2", "--device", "cpu"])
-    assert r.exit_code == 2 and "LOOPLM_SCORES: score precision must be one of auto, matrix, tf32" in r.stderr, r.output
+    assert r.exit_code == 2 and "LOOPLM_SCORES: score precision must be one of auto, matrix, tf32, fp16" in r.stderr, r.output
 
 
 def test_verify_device_cuda_without_a_gpu_is_one_clear_line():

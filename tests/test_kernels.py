@@ -130,24 +130,32 @@ def test_looped_tiled_kernel_matches_reference(c):
     _looped_vs_reference(LT.looped_tiled_cutile, LT.looped_tiled_reference, c)
 
 
+@pytest.mark.parametrize("scores", ["tf32", "fp16"])
 @settings(max_examples=4)
-@given(cases("tiled"))
-def test_looped_tiled_kernel_with_tf32_scores_matches_reference(c):
-    """TF32 scores (queries and keys rounded to 10 mantissa bits, keys kept in fp32 buffers):
-    the same logic, so the same steps, and logits within the tolerance of the bf16 operands the
-    GPU runs the other products in."""
+@given(c=cases("tiled"))
+def test_looped_tiled_kernel_with_precise_scores_matches_reference(scores, c):
+    """TF32 scores (queries and keys rounded to 10 mantissa bits, keys kept in fp32 buffers) and
+    fp16 ones (the same 10 bits, in fp16 buffers): the same logic, so the same steps, and logits
+    within the tolerance of the bf16 operands the GPU runs the other products in."""
     (x0, sig, plen, real, thr, w), kw, case = c
-    got, steps = LT.looped_tiled_cutile(x0, sig, plen, real, thr, w, **kw, precise_scores=True)
+    got, steps = LT.looped_tiled_cutile(x0, sig, plen, real, thr, w, **kw, scores=scores)
     want, wsteps = LT.looped_tiled_reference(x0, sig, plen, real, thr, w, **kw)
     assert torch.equal(steps, wsteps), case
-    assert_close("looped_tiled tf32 scores", got[real], want[real], torch.bfloat16, scaled=True, **case["shape"])
+    assert_close(f"looped_tiled {scores} scores", got[real], want[real], torch.bfloat16, scaled=True, **case["shape"])
 
 
-def test_tf32_scores_keep_the_answer_bf16_scores_tip():
+def test_looped_tiled_refuses_an_unknown_score_precision():
+    from looplm import kernel_inputs
+    (x0, sig, plen, real, thr, w), kw = kernel_inputs.make_tiled({"B": 1, "T": 20, "D": 64, "H": 2}, 0)
+    with pytest.raises(ValueError, match="scores must be one of"):
+        LT.looped_tiled_cutile(x0, sig, plen, real, thr, w, **kw, scores="fp8")
+
+
+def test_tf32_and_fp16_scores_keep_the_answer_bf16_scores_tip():
     """The one 1000-digit problem of 500 where the GPU kernels' answer differed from the
     reference's (bench/results/eval-diff-h200.json: problem 432, position 2424, a top-2 logit
-    margin of 0.19): the emulated kernel with bf16 matrices reproduces the flip, and with TF32
-    scores keeps the reference's digit. Runs the tiled kernel on one 3002-token row (~8 s a run)."""
+    margin of 0.19): the emulated kernel with bf16 matrices reproduces the flip, and with TF32 or
+    fp16 scores keeps the reference's digit. Runs the tiled kernel on one 3002-token row (~4 s a run)."""
     from looplm import checkpoint
     from looplm.data import make_batch, problems
     from looplm.fused import weights_of
@@ -165,7 +173,8 @@ def test_tf32_scores_keep_the_answer_bf16_scores_tip():
         kw = dict(loops=m.n_loops, halting=False, window=m.window, clip=m.relative_clip, use_bias=True)
         assert want == batch.targets[0, pos]
         assert LT.looped_tiled_cutile(*args, **kw)[0][0, pos].argmax() != want                    # bf16 scores tip it
-        assert LT.looped_tiled_cutile(*args, **kw, precise_scores=True)[0][0, pos].argmax() == want
+        for scores in ("tf32", "fp16"):
+            assert LT.looped_tiled_cutile(*args, **kw, scores=scores)[0][0, pos].argmax() == want, scores
 
 
 @settings(max_examples=40)
@@ -329,9 +338,10 @@ def test_dispatcher_backend_is_chosen_explicitly_and_restored(monkeypatch):
             pass
 
 
-def test_tf32_scores_are_asked_for_and_run_short_rows_on_the_tiled_kernel(monkeypatch):
-    """dispatch.scores / LOOPLM_SCORES as dispatch.use / LOOPLM_KERNELS; with TF32 scores a row the
-    persistent kernel could hold runs on the tiled one (the persistent kernel has no such option)."""
+def test_precise_scores_are_asked_for_and_run_short_rows_on_the_tiled_kernel(monkeypatch):
+    """dispatch.scores / LOOPLM_SCORES as dispatch.use / LOOPLM_KERNELS; with TF32 or fp16 scores a
+    row the persistent kernel could hold runs on the tiled one (the persistent kernel has no such
+    option); "auto" gives the tiled kernel fp16 scores."""
     from looplm.kernel_inputs import addition_rows, random_weights
     from looplm.tokens import ADDITION
     monkeypatch.delenv("LOOPLM_SCORES", raising=False)
@@ -350,19 +360,20 @@ def test_tf32_scores_are_asked_for_and_run_short_rows_on_the_tiled_kernel(monkey
     real, thr = idx != ADDITION.pad_id, torch.zeros(idx.shape)
     calls = []
     real_fn = LT.looped_tiled_cutile
-    monkeypatch.setattr(LT, "looped_tiled_cutile", lambda *a, **k: calls.append(k["precise_scores"]) or real_fn(*a, **k))
+    monkeypatch.setattr(LT, "looped_tiled_cutile", lambda *a, **k: calls.append(k["scores"]) or real_fn(*a, **k))
     got, _ = dispatch.looped_block(x0, sig, plen, real, thr, w, loops=2, halting=False, window=1, use_bias=True)
     want, _ = LB.looped_block_reference(x0, sig, plen, real, thr, w, loops=2, halting=False, window=1, use_bias=True)
-    assert calls == [True] and idx.shape[1] <= LB.MAX_T
+    assert calls == ["tf32"] and idx.shape[1] <= LB.MAX_T
     assert_close("tf32 scores via dispatch", got[real], want[real], torch.bfloat16, scaled=True)
     # the default: rows the persistent kernel holds stay on it; longer rows get TF32 unless "matrix"
     monkeypatch.delenv("LOOPLM_SCORES")
     ran = []
     monkeypatch.setattr(LB, "looped_block_cutile", lambda *a, **k: ran.append("persistent"))
-    monkeypatch.setattr(LT, "looped_tiled_cutile", lambda *a, **k: ran.append(("tiled", k["precise_scores"])))
+    monkeypatch.setattr(LT, "looped_tiled_cutile", lambda *a, **k: ran.append(("tiled", k["scores"])))
     too_short = idx.shape[1] - 1                                   # a MAX_T as if the rows were too long
     for max_t, choice, path in ((LB.MAX_T, "auto", "persistent"), (LB.MAX_T, "matrix", "persistent"),
-                                (too_short, "auto", ("tiled", True)), (too_short, "matrix", ("tiled", False))):
+                                (too_short, "auto", ("tiled", "fp16")), (too_short, "matrix", ("tiled", "matrix")),
+                                (too_short, "tf32", ("tiled", "tf32")), (LB.MAX_T, "fp16", ("tiled", "fp16"))):
         monkeypatch.setattr(LB, "MAX_T", max_t)
         with dispatch.scores(choice):
             dispatch.looped_block(x0, sig, plen, real, thr, w, loops=1, halting=False, window=1, use_bias=True)

@@ -87,17 +87,14 @@ def test_looped_tiled_kernel_on_gpu(c):
     _looped_on_gpu(LT.looped_tiled_cutile, LT.looped_tiled_reference, c)
 
 
-def _tiled_tf32(*args, **kw):
-    return LT.looped_tiled_cutile(*args, **kw, precise_scores=True)
-
-
+@pytest.mark.parametrize("scores", ["tf32", "fp16"])
 @settings(max_examples=3, deadline=None)
-@given(cases("tiled", bucketed=True, kinds=("random",)))
-def test_looped_tiled_kernel_with_tf32_scores_on_gpu(c):
-    """TF32 scores (fp32 key buffers, TF32 tensor-core products), the tiled kernel's default
-    through dispatch ("auto"): the verifier's differential calls the kernel with the matrices'
-    dtype, so this is the GPU check of TF32."""
-    _looped_on_gpu(_tiled_tf32, LT.looped_tiled_reference, c)
+@given(c=cases("tiled", bucketed=True, kinds=("random",)))
+def test_looped_tiled_kernel_with_precise_scores_on_gpu(scores, c):
+    """fp16 scores (fp16 key buffers), the tiled kernel's default through dispatch ("auto"), and
+    TF32 ones (fp32 key buffers, TF32 tensor-core products): the verifier's differential calls the
+    kernel with the matrices' dtype, so this is the GPU check of both."""
+    _looped_on_gpu(lambda *a, **kw: LT.looped_tiled_cutile(*a, **kw, scores=scores), LT.looped_tiled_reference, c)
 
 
 KERNEL_STEPS = ["padded_vocab_mask", "nan_guard", "tile_index_probe", "kernel_differential", "inference_parity",

@@ -125,8 +125,8 @@ def eval_cmd(ckpt: Path = typer.Option(..., help="Checkpoint to evaluate."),
              kind: Kind = typer.Option("random"), device: TrainDevice = typer.Option("auto"),
              json_out: Optional[Path] = typer.Option(None, "--json"),
              kernels: Backend = typer.Option("auto", help="Kernel backend for the model's inference path."),
-             scores: Optional[Scores] = typer.Option(None, help="Looped-block kernels' attention scores: auto (tf32 "
-                                                     "on long rows), matrix (bf16 on a GPU) or tf32 (default: LOOPLM_SCORES, else auto).")) -> None:
+             scores: Optional[Scores] = typer.Option(None, help="Looped-block kernels' attention scores: auto (fp16 "
+                                                     "on long rows), matrix (bf16 on a GPU), tf32 or fp16 (default: LOOPLM_SCORES, else auto).")) -> None:
     """Exact-match accuracy by digit count and carry count, and loop steps per token."""
     with user_errors():
         dev = pick_device(device.value)
