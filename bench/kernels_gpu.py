@@ -23,7 +23,8 @@ time grows with L (17 s at L = 12, 22-47 s at L = 24 on the H200, recorded per r
 every shape: regional compilation measured 1.1-1.7x slower than it where both ran (H200,
 bench/results/kernels-h200.json), so a ratio against regional + graph alone overstates the
 kernels. The baseline is the fastest of graphs, compile_graph and regional_graph. A full workload
-takes longer than one 10-minute device call: split it by --digits and join with --merge
+takes longer than one 10-minute device call: split it by --digits (or --loops, --halting) and join
+with --merge, which keeps the earlier rows of every (digits, L, halting) not run again
 (`--digits ''` re-measures the halting update alone, against copies timed alternately with it).
 """
 from __future__ import annotations
@@ -237,6 +238,15 @@ def toolchain() -> dict:
                              for k in (looped_block.looped_block_kernel, looped_tiled.loop_tile_kernel)}}
 
 
+def row_key(row: dict) -> tuple[int, int, bool]:
+    return row["digits"], row["L"], row["halting"]
+
+
+def kept_rows(rows: list[dict], shapes: list[tuple[int, int, bool]]) -> list[dict]:
+    """The earlier rows whose (digits, L, halting) is not among `shapes`, in their order."""
+    return [r for r in rows if row_key(r) not in set(shapes)]
+
+
 def main() -> None:
     global BUDGET_S
     ap = argparse.ArgumentParser()
@@ -248,7 +258,8 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=BUDGET_S, help="seconds of calls per timing")
     ap.add_argument("--tf32-scores", action="store_true", help="also time the default path with TF32 attention scores")
     ap.add_argument("--out", type=Path)
-    ap.add_argument("--merge", type=Path, help="keep this earlier result's rows of other digits (a workload "
+    ap.add_argument("--halting", default="off,on", help="halting modes to run")
+    ap.add_argument("--merge", type=Path, help="keep this earlier result's rows of shapes not run now (a workload "
                                                  "split over several calls); its commands are kept as 'merged'")
     args = ap.parse_args()
     if device_kind() == "cpu":
@@ -257,8 +268,10 @@ def main() -> None:
     whole_modes = {m.strip() == "on" for m in args.compile_halting.split(",") if m.strip()}
     out = args.out or RESULTS / f"kernels-{device_kind()}.json"
     digits_run = [int(d) for d in args.digits.split(",") if d.strip()]
+    modes = {m.strip() == "on" for m in args.halting.split(",") if m.strip()}
+    shapes = [(d, L, h) for d in digits_run for h in (False, True) if h in modes for L in (int(x) for x in args.loops.split(","))]
     old = json.loads(args.merge.read_text()) if args.merge else {"loop_inference": []}
-    kept = [r for r in old["loop_inference"] if r["digits"] not in digits_run]
+    kept = kept_rows(old["loop_inference"], shapes)
     merged = [*old.get("merged", []), {k: old.get(k) for k in ("date", "commit", "command", "commit_note")}]
     copy, halt = halting_vs_copy()
     data = {"copy_bandwidth_gbs": copy, "halting": halt, "checkpoint": args.ckpt, "batch_by_digits": BATCH,
@@ -272,14 +285,14 @@ def main() -> None:
     no_silent_eager()
     regional = regional_model(model)
     data["model"], rows = model.config.model.model_dump(), kept
-    for digits in digits_run:
-        for halting in (False, True):
-            for L in (int(x) for x in args.loops.split(",")):
-                rows.append(workload_row(model, regional, digits, L, halting, L <= args.compile_max_loops and halting in whole_modes,
-                                         args.tf32_scores))
-                print({k: rows[-1][k] for k in ("digits", "L", "halting", "ms", "compile_s", "best_other",
-                                                "speedup_vs_best_other")}, flush=True)
-                record(out.stem, {**data, "loop_inference": rows}, out=out)
+    for i, (digits, L, halting) in enumerate(shapes):
+        rows.append(workload_row(model, regional, digits, L, halting, L <= args.compile_max_loops and halting in whole_modes,
+                                 args.tf32_scores))
+        print({k: rows[-1][k] for k in ("digits", "L", "halting", "ms", "compile_s", "best_other",
+                                        "speedup_vs_best_other")}, flush=True)
+        # written after every row; a run cut short keeps --merge's rows of the shapes it did not reach
+        pending = [r for r in old["loop_inference"] if row_key(r) in set(shapes[i + 1:])]
+        record(out.stem, {**data, "loop_inference": rows + pending}, out=out)
     table("looped inference (ms, median)", ["digits", "T", "B", "L", "halt", "eager", "graphs", "compile+graph",
                                             "regional+graph", "cutile plain", "cutile", "x best other",
                                             "plain x eager", "agree"],
