@@ -103,11 +103,14 @@ KERNEL_STEPS = ["padded_vocab_mask", "nan_guard", "tile_index_probe", "kernel_di
 
 # the differential compiles ~40 variants cold (cuTile compiles one at a time per process): one
 # test per kernel, so `python -m bench.gpu_tests` runs them in parallel processes, and for the two
-# looped kernels one for the declared shapes and one for the drawn ones (the tiled loop kernel
-# takes tileiras ~25 s a variant at two blocks an SM: `python -m bench.kernels_sass`)
+# looped kernels one for the declared shapes and one for the drawn ones; the tiled kernel's
+# declared shapes one by one (each an fp32-matrix loop variant, 76-80 s of tileiras in a cold
+# parallel run: its declared shard was the run's longest test, 216 s of 223, bench/results/
+# gpu-tests-h200.json)
 SHARDS = [(s, None, None) for s in KERNEL_STEPS if s != "kernel_differential"] + [
     ("kernel_differential", k, None) for k in ("halting_update", "loop_attention")] + [
-    ("kernel_differential", k, part) for k in ("looped_block", "looped_tiled") for part in ("declared", "drawn")]
+    ("kernel_differential", "looped_block", part) for part in ("declared", "drawn")] + [
+    ("kernel_differential", "looped_tiled", part) for part in ("declared:0", "declared:1", "drawn")]
 
 
 @pytest.mark.parametrize("step,kernel,part", SHARDS, ids=["-".join(x for x in shard if x) for shard in SHARDS])

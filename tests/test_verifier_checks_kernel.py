@@ -79,20 +79,28 @@ def test_kernel_steps_can_be_sharded_by_kernel():
 
 def test_the_differential_can_be_sharded_into_declared_and_drawn_shapes():
     """`Target.differential_part` (the GPU tests' shards of the slow looped kernels): each part
-    runs only its shapes, the two together run what the whole step runs, and a wrong part name
-    is an error, never a pass."""
+    runs only its shapes, the declared shapes one by one or together, and the drawn ones add up to
+    what the whole step runs; a wrong part name is an error and a shard with no shape a failure,
+    never a pass."""
     target = load_target(dsl.BUNDLED)
-    target.only_kernels = ("halting_update",)
+    target.only_kernels = ("looped_tiled",)
+    n_declared = len(target.kernels["looped_tiled"].spec.shapes)
+    parts = [None, "declared", "drawn", *(f"declared:{i}" for i in range(n_declared))]
     runs = {}
-    for part in (None, "declared", "drawn"):
+    for part in parts:
         target.differential_part = part
         step = run(target, only=["kernel_differential"]).steps[0]
         assert step.status == "pass", (part, step.message)
         runs[part] = step.measured["runs"]
-    assert 0 < runs["declared"] < runs[None] and 0 < runs["drawn"] < runs[None]
+    assert n_declared > 1 and runs["declared"] == n_declared and 0 < runs["drawn"] < runs[None]
     assert runs["declared"] + runs["drawn"] == runs[None]
-    target.differential_part = "both"
-    assert run(target, only=["kernel_differential"]).steps[0].status != "pass"
+    assert all(runs[f"declared:{i}"] == 1 for i in range(n_declared))
+    for wrong in ("both", "drawn:0", "declared:x"):
+        target.differential_part = wrong
+        assert run(target, only=["kernel_differential"]).steps[0].status != "pass", wrong
+    target.differential_part = f"declared:{n_declared}"               # past the declared shapes
+    empty = run(target, only=["kernel_differential"]).steps[0]
+    assert empty.status == "fail" and "ran no shape" in empty.message
 
 
 def test_a_declared_kernel_with_nothing_to_compile_fails_the_compile_step(monkeypatch):

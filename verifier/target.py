@@ -35,7 +35,7 @@ class Target:
     seed: int = 0
     kernels: dict = field(default_factory=dict)     # spec kernel name -> binding.BoundKernel
     only_kernels: Optional[tuple[str, ...]] = None  # kernel steps check only these (a GPU test's shard)
-    differential_part: Optional[str] = None         # 'declared' or 'drawn' shapes only (a GPU test's shard)
+    differential_part: Optional[str] = None         # 'declared', 'declared:N' or 'drawn' shapes only (a GPU test's shard)
     memo: dict = field(default_factory=dict)        # what several steps of one run share (verifier.checks.taught)
     config: Optional[Path] = None                   # the system's config file and overrides, as bound
     overrides: dict = field(default_factory=dict)

@@ -190,19 +190,31 @@ def _drawn(target: Target, bk: BoundKernel, case: KernelCase, n: int) -> Optiona
 def differential(target: Target, p: DifferentialParams, step=None):
     """Every used kernel equals its declared reference at every declared shape and at
     hypothesis-drawn shapes spanning several tiles, random and extreme inputs, outputs poisoned."""
-    total, part = 0, target.differential_part        # a shard: the declared or the drawn shapes alone
-    if part not in (None, "declared", "drawn"):
-        raise ValueError(f"differential_part must be 'declared' or 'drawn', not {part!r}")
+    total, (part, pick) = 0, _shard(target.differential_part)
     for bk, case in used_kernels(target, step):
         shapes = declared_shapes(bk, case, target.device) if part != "drawn" else []
         runs = [(bk, case, s, target.seed + i, "random") for i, s in enumerate(shapes)]
-        problem = _first_failure(target, runs) or _first_failure(target, runs[:1], own_outputs=True)
+        own = runs[:1]                                  # the first declared shape, into its own outputs
+        if pick is not None:                            # its seed and place as in the whole step
+            runs, own = runs[pick:pick + 1], own if pick == 0 else []
+        problem = _first_failure(target, runs) or _first_failure(target, own, own_outputs=True)
         n = 0 if part == "declared" else p.gpu_examples if target.device == "cuda" else p.examples
         problem = problem or (_drawn(target, bk, case, n) if n else None)
-        total += len(shapes) + n
+        total += len(runs) + n
         if problem:
             return failed(f"kernel differs from its reference: {problem}")
+    if not total:
+        return failed(f"differential shard {target.differential_part!r} ran no shape: nothing was compared")
     return passed(f"{total} shapes (declared and drawn) equal their references on {target.where}", runs=total)
+
+
+def _shard(part: Optional[str]) -> tuple[Optional[str], Optional[int]]:
+    """A GPU test's shard of the differential: None (all), 'drawn', 'declared', or 'declared:N'
+    (the N-th declared shape alone) -> (part, N)."""
+    name, _, index = (part or "").partition(":")
+    if part is not None and (name not in ("declared", "drawn") or index and (name != "declared" or not index.isdigit())):
+        raise ValueError(f"differential_part must be 'declared', 'declared:N' or 'drawn', not {part!r}")
+    return (name or None), (int(index) if index else None)
 
 
 class CompileParams(Params):
