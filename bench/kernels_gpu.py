@@ -247,8 +247,7 @@ def kept_rows(rows: list[dict], shapes: list[tuple[int, int, bool]]) -> list[dic
     return [r for r in rows if row_key(r) not in set(shapes)]
 
 
-def main() -> None:
-    global BUDGET_S
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser()
     ap.add_argument("--ckpt")
     ap.add_argument("--digits", default="8,12,32,100,1000")
@@ -261,7 +260,12 @@ def main() -> None:
     ap.add_argument("--halting", default="off,on", help="halting modes to run")
     ap.add_argument("--merge", type=Path, help="keep this earlier result's rows of shapes not run now (a workload "
                                                  "split over several calls); its commands are kept as 'merged'")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def main() -> None:
+    global BUDGET_S
+    args = parse_args()
     if device_kind() == "cpu":
         raise SystemExit("bench.kernels_gpu: no CUDA GPU here")
     BUDGET_S = args.budget
