@@ -111,64 +111,72 @@ def loop_tile_kernel(H_, X0, STEP, SIG, PLEN, THR, ACTIVE, STEPS, COUNT, LIST, W
     """grid (B * nQ,): loop `loop` of the block for one query tile bm of one sequence b, the
     block's WORK entry b * nQ + bm. WORK lists the tiles by key-tile count, largest first:
     blocks start in grid order, so the longest run first and the short ones fill the last wave
-    (at 64 x 100 digits, 320 blocks are 2.4 waves of the H200's 132 SMs and the last query tile
-    of a row does five key tiles where the first does one).
+    (at 64 x 100 digits, 320 blocks are 1.2 waves of the H200's 132 SMs at two blocks an SM, and
+    the last query tile of a row does five key tiles where the first does one).
 
     COUNT (B, nQ) and LIST (B, nQ, nK) name the key tiles this query tile may see (`key_tiles`).
-    ACTIVE, STEPS (B, T) int32 carry halting across launches (untouched with halting off).
+    ACTIVE, STEPS (B, T) int32 carry halting across launches (with halting off, ACTIVE is all
+    ones and STEPS untouched).
     Re-injection, the step embedding and halting are run-time values (uniform branches; one
     compiled variant serves them all, and its binary is a third smaller). The attention options
     stay compile-time constants: as run-time values tileiras 13.4 crashes on this body (exit -11)."""
     work = ct.load(WORK, index=(ct.bid(0),), shape=())
     b, bm = work // COUNT.shape[1], work % COUNT.shape[1]
-    T = H_.shape[1]
-    MT = WQKV.dtype
-    old = load_rows(H_, b, bm, TM, D)                 # the state entering this loop
-    inp = block_input(old, X0, STEP, b, bm, loop, TM, D, reinject, step_emb)
-    a = ct.astype(layer_norm(inp, load_vec(LN1W, D), load_vec(LN1B, D), D), MT)
-    q_pos = bm * TM + ct.arange(TM, dtype=ct.int32)
-    sig_q = ct.reshape(ct.load(SIG, index=(b, bm), shape=(1, TM), padding_mode=ct.PaddingMode.ZERO), (TM,))
-    plen = ct.load(PLEN, index=(b,), shape=())
-    n_keys = ct.load(COUNT, index=(b, bm), shape=())
-    # every head's queries from one product; per-head state as tuples (the heads are unrolled)
-    wq = ct.load(WQKV, index=(0, 0), shape=(D, D))            # rows 0..D-1: the query heads
-    q = ct.mma(a, ct.transpose(wq), ct.full((TM, D), 0.0, dtype=ct.float32))
-    if SCORES_TF32:                                            # K holds fp32 keys (the wrapper's choice)
-        q = ct.astype(q, ct.tfloat32)
-    else:                                                      # the keys' dtype: MT, or fp16 ("fp16" scores)
-        q = ct.astype(q, K.dtype)
-    qs, ms, ls, accs, bvs = (), (), (), (), ()
-    for hh in ct.static_iter(range(D // HD)):
-        qs += (ct.extract(q, (0, hh), shape=(TM, HD)),)
-        ms += (ct.full((TM, 1), -INF, dtype=ct.float32),)
-        ls += (ct.full((TM, 1), 0.0, dtype=ct.float32),)
-        accs += (ct.full((TM, HD), 0.0, dtype=ct.float32),)
-        bvs += (bias_values(BIAS, hh, CLIP, USE_BIAS, LOG2E),)
-    for i in range(n_keys):
-        j = ct.load(LIST, index=(b, bm, i), shape=())
-        ms, ls, accs = key_tile_step_heads(qs, K, V, SIG, bvs, b, j, q_pos, sig_q, plen, T, ms, ls, accs, scale,
-                                           TM, TN, HD, CLIP, WINDOW, USE_BIAS, PREFIX, SCORES_TF32)
-    wo = ct.load(WPROJ, index=(0, 0), shape=(D, D))
-    old = load_rows(H_, b, bm, TM, D)                  # read again, not held across the key loop
-    inp = block_input(old, X0, STEP, b, bm, loop, TM, D, reinject, step_emb)
-    h1 = inp                                           # h1 = inp + sum over heads of y_h W_o,h^T
-    for hh in ct.static_iter(range(D // HD)):
-        y = accs[hh] * reciprocal(ct.maximum(ls[hh], 1e-30))
-        h1 = ct.mma(ct.astype(y, MT), ct.transpose(ct.extract(wo, (0, hh), shape=(D, HD))), h1)
-    a2 = ct.astype(layer_norm(h1, load_vec(LN2W, D), load_vec(LN2B, D), D), MT)
-    new = mlp_residual(a2, h1, W1, B1, W2, B2, n_chunks, TM, D, CH)
-    if halting:
-        old = load_rows(H_, b, bm, TM, D)              # again: not held across the MLP either
-        active = ct.reshape(ct.load(ACTIVE, index=(b, bm), shape=(1, TM), padding_mode=ct.PaddingMode.ZERO), (TM,)) > 0
-        steps = ct.reshape(ct.load(STEPS, index=(b, bm), shape=(1, TM), padding_mode=ct.PaddingMode.ZERO), (TM,))
-        thr = ct.reshape(ct.load(THR, index=(b, bm), shape=(1, TM), padding_mode=ct.PaddingMode.ZERO), (TM,))
-        h, active, steps = halt_step(new, old, head_logits(new, LNFW, LNFB, WTE, TM, D, VP), active, steps, thr,
-                                     loop, min_loops, V_, log_v, VP)
-        ct.store(ACTIVE, index=(b, bm), tile=ct.reshape(ct.astype(ct.where(active, 1, 0), ct.int32), (1, TM)))
-        ct.store(STEPS, index=(b, bm), tile=ct.reshape(ct.astype(steps, ct.int32), (1, TM)))
+    # A tile whose tokens have all halted keeps its state: no attention, MLP or halting for it, only
+    # the next loop's keys and values (or the logits) of its frozen rows, which the other tiles read.
+    # Without halting the wrapper passes ACTIVE all ones. (At 64 x 100 digits, threshold 0.05, one
+    # tile a row halts after 1-2 loops: 256 live tiles of 320, one wave of 2 blocks an SM.)
+    T, MT = H_.shape[1], WQKV.dtype
+    live = ct.sum(ct.load(ACTIVE, index=(b, bm), shape=(1, TM), padding_mode=ct.PaddingMode.ZERO)) > 0
+    if live:
+        old = load_rows(H_, b, bm, TM, D)                 # the state entering this loop
+        inp = block_input(old, X0, STEP, b, bm, loop, TM, D, reinject, step_emb)
+        a = ct.astype(layer_norm(inp, load_vec(LN1W, D), load_vec(LN1B, D), D), MT)
+        q_pos = bm * TM + ct.arange(TM, dtype=ct.int32)
+        sig_q = ct.reshape(ct.load(SIG, index=(b, bm), shape=(1, TM), padding_mode=ct.PaddingMode.ZERO), (TM,))
+        plen = ct.load(PLEN, index=(b,), shape=())
+        n_keys = ct.load(COUNT, index=(b, bm), shape=())
+        # every head's queries from one product; per-head state as tuples (the heads are unrolled)
+        wq = ct.load(WQKV, index=(0, 0), shape=(D, D))            # rows 0..D-1: the query heads
+        q = ct.mma(a, ct.transpose(wq), ct.full((TM, D), 0.0, dtype=ct.float32))
+        if SCORES_TF32:                                            # K holds fp32 keys (the wrapper's choice)
+            q = ct.astype(q, ct.tfloat32)
+        else:                                                      # the keys' dtype: MT, or fp16 ("fp16" scores)
+            q = ct.astype(q, K.dtype)
+        qs, ms, ls, accs, bvs = (), (), (), (), ()
+        for hh in ct.static_iter(range(D // HD)):
+            qs += (ct.extract(q, (0, hh), shape=(TM, HD)),)
+            ms += (ct.full((TM, 1), -INF, dtype=ct.float32),)
+            ls += (ct.full((TM, 1), 0.0, dtype=ct.float32),)
+            accs += (ct.full((TM, HD), 0.0, dtype=ct.float32),)
+            bvs += (bias_values(BIAS, hh, CLIP, USE_BIAS, LOG2E),)
+        for i in range(n_keys):
+            j = ct.load(LIST, index=(b, bm, i), shape=())
+            ms, ls, accs = key_tile_step_heads(qs, K, V, SIG, bvs, b, j, q_pos, sig_q, plen, T, ms, ls, accs, scale,
+                                               TM, TN, HD, CLIP, WINDOW, USE_BIAS, PREFIX, SCORES_TF32)
+        wo = ct.load(WPROJ, index=(0, 0), shape=(D, D))
+        old = load_rows(H_, b, bm, TM, D)                  # read again, not held across the key loop
+        inp = block_input(old, X0, STEP, b, bm, loop, TM, D, reinject, step_emb)
+        h1 = inp                                           # h1 = inp + sum over heads of y_h W_o,h^T
+        for hh in ct.static_iter(range(D // HD)):
+            y = accs[hh] * reciprocal(ct.maximum(ls[hh], 1e-30))
+            h1 = ct.mma(ct.astype(y, MT), ct.transpose(ct.extract(wo, (0, hh), shape=(D, HD))), h1)
+        a2 = ct.astype(layer_norm(h1, load_vec(LN2W, D), load_vec(LN2B, D), D), MT)
+        new = mlp_residual(a2, h1, W1, B1, W2, B2, n_chunks, TM, D, CH)
+        if halting:
+            old = load_rows(H_, b, bm, TM, D)              # again: not held across the MLP either
+            active = ct.reshape(ct.load(ACTIVE, index=(b, bm), shape=(1, TM), padding_mode=ct.PaddingMode.ZERO), (TM,)) > 0
+            steps = ct.reshape(ct.load(STEPS, index=(b, bm), shape=(1, TM), padding_mode=ct.PaddingMode.ZERO), (TM,))
+            thr = ct.reshape(ct.load(THR, index=(b, bm), shape=(1, TM), padding_mode=ct.PaddingMode.ZERO), (TM,))
+            h, active, steps = halt_step(new, old, head_logits(new, LNFW, LNFB, WTE, TM, D, VP), active, steps, thr,
+                                         loop, min_loops, V_, log_v, VP)
+            ct.store(ACTIVE, index=(b, bm), tile=ct.reshape(ct.astype(ct.where(active, 1, 0), ct.int32), (1, TM)))
+            ct.store(STEPS, index=(b, bm), tile=ct.reshape(ct.astype(steps, ct.int32), (1, TM)))
+        else:
+            h = new
+        ct.store(H_, index=(b, bm, 0), tile=ct.reshape(h, (1, TM, D)))   # only this block reads these rows
     else:
-        h = new
-    ct.store(H_, index=(b, bm, 0), tile=ct.reshape(h, (1, TM, D)))   # only this block reads these rows
+        h = load_rows(H_, b, bm, TM, D)                   # frozen: every token of the tile has halted
     if last:
         logits = head_logits(h, LNFW, LNFB, WTE, TM, D, VP)
         ct.store(LOGITS, index=(b, bm, 0), tile=ct.reshape(logits, (1, TM, VP)))
@@ -195,6 +203,26 @@ def heaviest_first(count):
     return torch.argsort(count.flatten(), descending=True, stable=True).to(torch.int32)
 
 
+def _check(B: int, T: int, D: int, H: int, V: int, loops: int, scores: str) -> None:
+    if not supported(B, T, D, H, V):
+        raise ValueError(f"looped_tiled supports power-of-two D <= {MAX_D} with power-of-two heads >= 16; got D={D}, H={H}")
+    if scores not in SCORES:
+        raise ValueError(f"scores must be one of {', '.join(SCORES)}; got {scores!r}")
+    if loops < 1:
+        raise ValueError(f"looped_tiled runs at least one loop; got loops={loops}")
+
+
+def _halting_start(real, steps, loops: int, halting: bool):
+    """ACTIVE (B, T) int32 at the first loop, and `steps` set: with halting, tokens start active
+    where real and count from 0; without, every tile runs every loop (ACTIVE all ones) and every
+    real token counts every loop."""
+    if halting:
+        steps.zero_()
+        return real.int().contiguous()
+    torch.mul(real, loops, out=steps)
+    return torch.ones(real.shape, device=real.device, dtype=torch.int32)
+
+
 def looped_tiled_cutile(x0, sig, plen, real, thr, w: Weights, *, loops: int, halting: bool, min_loops: int = 1,
                         window=None, clip: int = 3, use_bias: bool = False, prefix: bool = False,
                         reinject: bool = True, step_emb: bool = False, out=None, tile: int | None = None,
@@ -205,16 +233,14 @@ def looped_tiled_cutile(x0, sig, plen, real, thr, w: Weights, *, loops: int, hal
     scores tip a near-tie (one 1000-digit problem in 500 with the headline checkpoint, reproduced
     by the emulator), TF32 and fp16 ones keep the reference's answer: both carry 10 mantissa bits
     to bf16's 7, and fp16 keys cost what bf16 ones do (2 bytes, the same tensor-core rate) where
-    fp32 keys double the key loads. fp16's range (65504) is far above a normed row's projections.
+    fp32 keys double the key loads. fp16's range (65504) is far above what queries and keys of
+    normed rows reach (|q|, |k| <= 2.5 in the headline model).
     `out=(logits, steps)` lets a test pass NaN-poisoned buffers; `tile` overrides TM (key tiles
     stay at most KEY_TILE rows) and `kernel` the loop kernel (a `variant` with other compile
     options: tuning sweeps)."""
     B, T, D = x0.shape
     V, H = w.wte.shape[0], w.bias.shape[0]
-    if not supported(B, T, D, H, V):
-        raise ValueError(f"looped_tiled supports power-of-two D <= {MAX_D} with power-of-two heads >= 16; got D={D}, H={H}")
-    if scores not in SCORES:
-        raise ValueError(f"scores must be one of {', '.join(SCORES)}; got {scores!r}")
+    _check(B, T, D, H, V, loops, scores)
     t = tiles_for(B, T, D, H, V)
     TM = tile or t["TM"]
     TN = min(TM, t["TN"])
@@ -230,18 +256,12 @@ def looped_tiled_cutile(x0, sig, plen, real, thr, w: Weights, *, loops: int, hal
     # its (TM, VP) logit tiles lose their VP - V padded columns at the array's edge
     logits, steps = out if out is not None else (torch.empty(B, T, V, device=dev),
                                                  torch.empty(B, T, device=dev, dtype=torch.int32))
-    active = real.int().contiguous()
-    if halting:
-        steps.zero_()
-    else:                                                              # every real token runs every loop
-        torch.mul(real, loops, out=steps)
+    active = _halting_start(real, steps, loops, halting)
     table = w.bias.float().contiguous()
     grid = (-(-T // TM), B)                                            # first_kv_kernel's
     mats = [x.contiguous() for x in w[:13]]
     first_kv_kernel.launch(grid, (h, x0, w.step.contiguous(), mats[0], mats[1], mats[2], kv[0], kv[1],
                                   reinject, step_emb, TM, D, HD))
-    if loops < 1:
-        raise ValueError(f"looped_tiled runs at least one loop; got loops={loops}")
     for loop in range(loops):
         cur, nxt = kv[2 * (loop % 2): 2 * (loop % 2) + 2], kv[2 * (1 - loop % 2): 2 * (1 - loop % 2) + 2]
         (kernel or loop_tile_kernel).launch((work.shape[0],), (

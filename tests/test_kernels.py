@@ -130,6 +130,25 @@ def test_looped_tiled_kernel_matches_reference(c):
     _looped_vs_reference(LT.looped_tiled_cutile, LT.looped_tiled_reference, c)
 
 
+@pytest.mark.parametrize("step_emb", [False, True])
+def test_tiled_kernel_skips_a_tile_whose_tokens_all_halted(step_emb):
+    """A query tile whose tokens have all halted runs no attention, MLP or halting: its frozen
+    rows still give every later loop's keys and values, which the live tiles attend to, and the
+    logits. The first 64-row tile halts after one loop (threshold above any entropy), the rest
+    never (below any): the kernel equals the reference, with the step embedding too (the frozen
+    rows' keys then change every loop)."""
+    from looplm import kernel_inputs
+    (x0, sig, plen, real, _, w), kw = kernel_inputs.make_tiled({"B": 2, "T": 150, "D": 64, "H": 2}, 1)
+    kw.update(loops=4, halting=True, min_loops=1, step_emb=step_emb)
+    thr = torch.zeros(real.shape)
+    thr[:, :LT.TILE] = 1e9
+    got, steps = LT.looped_tiled_cutile(x0, sig, plen, real, thr, w, **kw)
+    want, wsteps = LT.looped_tiled_reference(x0, sig, plen, real, thr, w, **kw)
+    assert torch.equal(steps, wsteps)
+    assert steps[:, :LT.TILE][real[:, :LT.TILE]].eq(1).all() and steps[:, LT.TILE:][real[:, LT.TILE:]].eq(4).all()
+    assert_close("looped_tiled, a halted tile", got[real], want[real], torch.float32, scaled=True)
+
+
 @pytest.mark.parametrize("scores", ["tf32", "fp16"])
 @settings(max_examples=4)
 @given(c=cases("tiled"))
