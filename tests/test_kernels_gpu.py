@@ -106,8 +106,10 @@ KERNEL_STEPS = ["padded_vocab_mask", "nan_guard", "tile_index_probe", "kernel_di
 # looped kernels one for the declared shapes and one for the drawn ones; the tiled kernel's
 # declared shapes one by one (each an fp32-matrix loop variant, 76-80 s of tileiras in a cold
 # parallel run: its declared shard was the run's longest test, 216 s of 223, bench/results/
-# gpu-tests-h200.json)
-SHARDS = [(s, None, None) for s in KERNEL_STEPS if s != "kernel_differential"] + [
+# gpu-tests-h200.json). The tile-index probe, the next longest (161 s), one test per kernel too.
+KERNELS = ("halting_update", "loop_attention", "looped_block", "packed_mask", "looped_tiled")
+SHARDS = [(s, None, None) for s in KERNEL_STEPS if s not in ("kernel_differential", "tile_index_probe")] + [
+    ("tile_index_probe", k, None) for k in KERNELS] + [
     ("kernel_differential", k, None) for k in ("halting_update", "loop_attention")] + [
     ("kernel_differential", "looped_block", part) for part in ("declared", "drawn")] + [
     ("kernel_differential", "looped_tiled", part) for part in ("declared:0", "declared:1", "drawn")]
