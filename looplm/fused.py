@@ -64,24 +64,30 @@ def fusable(model, idx: torch.Tensor, policy: HaltingConfig) -> bool:
             and dispatch.looped_block_supported(B, T, m.n_embd, m.n_head, m.vocab_size))
 
 
-def fused_forward(model, idx: torch.Tensor, loops: int, policy: HaltingConfig):
-    """All loops in one kernel launch -> (logits (B, T, V), steps (B, T), block-token
-    applications), or None where `fusable` says no. Call where dispatch chose a kernel backend.
-    On CPU tensors (the emulator) the weights stay fp32, so the emulated kernel is compared with
-    the reference at fp32 precision; on the GPU they are bf16 (tensor cores)."""
-    if not fusable(model, idx, policy):
-        return None
+def looped_args(model, idx: torch.Tensor, loops: int, policy: HaltingConfig) -> tuple[tuple, dict]:
+    """(x0, sig, plen, real, thr, w), options: the looped-block kernels' arguments for this model,
+    batch and policy (`dispatch.looped_block(*args, **options)`). On CPU tensors (the emulator)
+    the weights stay fp32, so the emulated kernel is compared with the reference at fp32
+    precision; on the GPU they are bf16 (tensor cores)."""
     m = model.config.model
     sig = model.significance(idx)
-    x0 = model.embed(idx, sig)
-    real = idx != model.vocab.pad_id
     halting = policy.mode != "fixed"
     thr = model.thresholds(idx, policy) if halting else torch.zeros(idx.shape, device=idx.device)
     w = weights_of(model, torch.bfloat16 if idx.is_cuda else torch.float32)
-    logits, steps = dispatch.looped_block(
-        x0, sig, prompt_length(idx, model.vocab), real, thr, w, loops=loops,
-        halting=halting, min_loops=policy.min_loops, window=m.window if m.position == "windowed" else None,
-        clip=m.relative_clip, use_bias=m.position in ("relative", "windowed"), prefix=m.prefix_bidirectional,
-        reinject=m.reinject == "add", step_emb=m.step_embedding)
+    args = (model.embed(idx, sig), sig, prompt_length(idx, model.vocab), idx != model.vocab.pad_id, thr, w)
+    return args, dict(loops=loops, halting=halting, min_loops=policy.min_loops,
+                      window=m.window if m.position == "windowed" else None, clip=m.relative_clip,
+                      use_bias=m.position in ("relative", "windowed"), prefix=m.prefix_bidirectional,
+                      reinject=m.reinject == "add", step_emb=m.step_embedding)
+
+
+def fused_forward(model, idx: torch.Tensor, loops: int, policy: HaltingConfig):
+    """All loops in one kernel launch -> (logits (B, T, V), steps (B, T), block-token
+    applications), or None where `fusable` says no. Call where dispatch chose a kernel backend."""
+    if not fusable(model, idx, policy):
+        return None
+    args, options = looped_args(model, idx, loops, policy)
+    logits, steps = dispatch.looped_block(*args, **options)
+    real = args[3]
     # (steps * real), not steps[real]: a boolean index waits for the GPU, which a CUDA graph cannot capture
     return logits, steps, (steps * real).sum()

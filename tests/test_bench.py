@@ -1,0 +1,24 @@
+"""The GPU benches' bookkeeping, on a CPU (their timings need the GPU)."""
+import torch
+
+from bench.kernels_gpu import kept_rows
+from bench.tiled_waves import live_tiles
+
+
+def test_merge_keeps_every_earlier_row_not_run_again():
+    rows = [{"digits": d, "L": L, "halting": h, "ms": {"cutile": i}} for i, (d, L, h) in
+            enumerate((d, L, h) for d in (100, 1000) for h in (False, True) for L in (12, 24, 64))]
+    run = [(1000, 64, True), (100, 12, False)]
+    kept = kept_rows(rows, run)
+    assert len(kept) == len(rows) - 2 and all((r["digits"], r["L"], r["halting"]) not in run for r in kept)
+    assert kept == [r for r in rows if r in kept]            # their order stays
+    assert kept_rows(rows, []) == rows
+
+
+def test_live_tiles_count_the_tiles_with_a_token_still_running():
+    """A tile is live in loop l while any real token of it ran more than l loops; padding and the
+    rows past T never keep a tile live."""
+    steps = torch.tensor([[1, 1, 3, 3, 2, 9], [2, 2, 2, 2, 0, 0]], dtype=torch.int32)   # B = 2, T = 6, tiles of 4
+    real = torch.tensor([[1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 0, 0]], dtype=torch.bool)
+    # tiles: (0, 0) ran 3, (0, 1) ran 2 (the 9 is padding), (1, 0) ran 2, (1, 1) none
+    assert live_tiles(steps, real, 4, 4) == [3, 3, 1, 0]
