@@ -17,10 +17,10 @@ queries and fp32 keys; "fp16": fp16 queries and keys; only the tiled kernel comp
 so with either every shape runs on it. "auto" (the default): fp16 on the tiled kernel (rows
 longer than the persistent kernel holds), the matrices' dtype in the persistent one. Why: at
 1000 digits bf16 scores tip one near-tie in 500 (exact match 99.8% against the reference's 100%),
-TF32 ones keep it (H200, `bench.eval_gpu`), and so do fp16 ones (the emulator reproduces the flip
-and both keeps: tests/test_kernels.py); fp16 carries TF32's 10 mantissa bits in 2-byte keys, where
-TF32's fp32 keys cost 14-17% of the tiled kernel's time (H200, by hand). The short rows showed no
-such flip.
+TF32 and fp16 ones keep it (H200, `bench.eval_gpu --tf32-scores`; the emulator reproduces the flip
+and both keeping it, tests/test_kernels.py). fp16 carries TF32's 10 mantissa bits in 2-byte keys;
+with TF32's fp32 keys the default path took 9-17% more time (`bench.kernels_gpu --tf32-scores`).
+The short rows showed no such flip.
 """
 from __future__ import annotations
 

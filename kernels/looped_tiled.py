@@ -125,7 +125,8 @@ def loop_tile_kernel(H_, X0, STEP, SIG, PLEN, THR, ACTIVE, STEPS, COUNT, LIST, W
     # A tile whose tokens have all halted keeps its state: no attention, MLP or halting for it, only
     # the next loop's keys and values (or the logits) of its frozen rows, which the other tiles read.
     # Without halting the wrapper passes ACTIVE all ones. (At 64 x 100 digits, threshold 0.05, one
-    # tile a row halts after 1-2 loops: 256 live tiles of 320, one wave of 2 blocks an SM.)
+    # tile a row halts after 1-2 loops by the reference: 256 live tiles of 320, one wave of two
+    # blocks an SM on an H200, where 320 take two.)
     T, MT = H_.shape[1], WQKV.dtype
     live = ct.sum(ct.load(ACTIVE, index=(b, bm), shape=(1, TM), padding_mode=ct.PaddingMode.ZERO)) > 0
     if live:
