@@ -13,6 +13,7 @@ from rich.table import Table
 from looplm.provenance import device_name, git_commit
 
 RESULTS = Path(__file__).with_name("results")
+HEADLINE = Path("results/checkpoints/looplm_reversed_all_loops.pt")     # the headline checkpoint
 
 
 def device_kind() -> str:

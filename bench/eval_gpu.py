@@ -20,13 +20,12 @@ from pathlib import Path
 
 import torch
 
-from bench.common import device_kind, record, table
+from bench.common import HEADLINE, device_kind, record, table
 from kernels import dispatch
 from looplm import checkpoint
 from looplm.data import make_batch, problems
 from looplm.evaluate import evaluate, score
 
-HEADLINE = Path("results/checkpoints/looplm_reversed_all_loops.pt")
 
 
 # path name -> (kernel backend, score precision)

@@ -23,10 +23,9 @@ from pathlib import Path
 
 import torch
 
-from bench.common import RESULTS, device_kind, record, table
+from bench.common import HEADLINE, RESULTS, device_kind, record, table
 from bench.kernels_gpu import inference_model, median_ms
 
-HEADLINE = "results/checkpoints/looplm_reversed_all_loops.pt"
 # (digits, batches): the workload's batch (64, 8) and batches on each side of a wave boundary
 SWEEP = ((100, (26, 52, 53, 64, 104)), (1000, (4, 5, 8, 11, 12)))
 
@@ -70,7 +69,7 @@ def row(model, digits: int, B: int, halting: bool, slots: int, batches: int = 3)
 def main() -> None:
     from kernels import looped_tiled as LT
     ap = argparse.ArgumentParser()
-    ap.add_argument("--ckpt", default=HEADLINE)
+    ap.add_argument("--ckpt", default=str(HEADLINE))
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     if device_kind() == "cpu":
