@@ -238,6 +238,14 @@ def toolchain() -> dict:
                              for k in (looped_block.looped_block_kernel, looped_tiled.loop_tile_kernel)}}
 
 
+def halting_modes(text: str) -> set[bool]:
+    """'off,on' -> {False, True}: the halting modes an option names (anything else refused)."""
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    if any(m not in ("off", "on") for m in names):
+        raise SystemExit(f"bench.kernels_gpu: halting modes are 'off' and 'on'; got {text!r}")
+    return {m == "on" for m in names}
+
+
 def row_key(row: dict) -> tuple[int, int, bool]:
     return row["digits"], row["L"], row["halting"]
 
@@ -269,11 +277,11 @@ def main() -> None:
     if device_kind() == "cpu":
         raise SystemExit("bench.kernels_gpu: no CUDA GPU here")
     BUDGET_S = args.budget
-    whole_modes = {m.strip() == "on" for m in args.compile_halting.split(",") if m.strip()}
+    whole_modes = halting_modes(args.compile_halting)
     out = args.out or RESULTS / f"kernels-{device_kind()}.json"
     digits_run = [int(d) for d in args.digits.split(",") if d.strip()]
-    modes = {m.strip() == "on" for m in args.halting.split(",") if m.strip()}
-    shapes = [(d, L, h) for d in digits_run for h in (False, True) if h in modes for L in (int(x) for x in args.loops.split(","))]
+    shapes = [(d, L, h) for d in digits_run for h in (False, True) if h in halting_modes(args.halting)
+              for L in (int(x) for x in args.loops.split(","))]
     old = json.loads(args.merge.read_text()) if args.merge else {"loop_inference": []}
     kept = kept_rows(old["loop_inference"], shapes)
     merged = [*old.get("merged", []), {k: old.get(k) for k in ("date", "commit", "command", "commit_note")}]

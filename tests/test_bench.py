@@ -1,7 +1,9 @@
 """The GPU benches' bookkeeping, on a CPU (their timings need the GPU)."""
 import torch
 
-from bench.kernels_gpu import kept_rows
+import pytest
+
+from bench.kernels_gpu import halting_modes, kept_rows
 from bench.tiled_waves import live_tiles
 
 
@@ -13,6 +15,12 @@ def test_merge_keeps_every_earlier_row_not_run_again():
     assert len(kept) == len(rows) - 2 and all((r["digits"], r["L"], r["halting"]) not in run for r in kept)
     assert kept == [r for r in rows if r in kept]            # their order stays
     assert kept_rows(rows, []) == rows
+
+
+def test_halting_modes_are_off_and_on_only():
+    assert halting_modes("off,on") == {False, True} and halting_modes(" on ") == {True} and halting_modes("") == set()
+    with pytest.raises(SystemExit, match="halting modes are"):
+        halting_modes("off,onn")
 
 
 def test_live_tiles_count_the_tiles_with_a_token_still_running():
