@@ -1,7 +1,6 @@
 """The GPU benches' bookkeeping, on a CPU (their timings need the GPU)."""
-import torch
-
 import pytest
+import torch
 
 from bench.kernels_gpu import halting_modes, kept_rows
 from bench.tiled_waves import live_tiles
