@@ -11,7 +11,7 @@ session 35: 52 rows 1.04 ms, 53 rows 1.58). With halting, a tile whose tokens ha
 skips its block (ca29cd8): `live` counts, per loop, the tiles with a token still active, from
 the kernel's own steps (a token that ran s loops was active in loops 0..s-1).
 
-Each row times the tiled kernel alone (its default fp16 scores, outputs preallocated, replayed as
+Each row times the tiled kernel alone (dispatch's default scores, outputs preallocated, replayed as
 a CUDA graph, CUDA-event median) on the model path's arguments (`looplm.fused.looped_args`) at a
 batch around the wave boundary, L = 12, halting off and on. Writes
 bench/results/tiled-waves-<device>.json.
@@ -42,6 +42,7 @@ def live_tiles(steps: torch.Tensor, real: torch.Tensor, loops: int, tile: int) -
 
 
 def row(model, digits: int, B: int, halting: bool, slots: int, batches: int = 3) -> dict:
+    from kernels import dispatch
     from kernels import looped_tiled as LT
     from looplm.config import HaltingConfig
     from looplm.data import make_batch, problems
@@ -54,10 +55,9 @@ def row(model, digits: int, B: int, halting: bool, slots: int, batches: int = 3)
         with torch.no_grad():
             calls.append(looped_args(model, idx, 12, policy))
     (args, kw), T = calls[0], calls[0][0][0].shape[1]
-    logits, steps = LT.looped_tiled_cutile(*args, **kw, scores="fp16")
+    logits, steps = dispatch.looped_block(*args, **kw)         # the default path: tiled at these lengths
     out = (torch.empty_like(logits), torch.empty_like(steps))
-    graphs = [Graphed(lambda _, a=a, k=k: LT.looped_tiled_cutile(*a, **k, scores="fp16", out=out), a[0])
-              for a, k in calls]
+    graphs = [Graphed(lambda _, a=a, k=k: dispatch.looped_block(*a, **k, out=out), a[0]) for a, k in calls]
     ms = median_ms(lambda i: graphs[i].graph.replay(), list(range(batches)))      # no input copy: the kernel alone
     tile = LT.tiles_for(B, T, *args[0].shape[2:], args[5].bias.shape[0], args[5].wte.shape[0])["TM"]
     blocks = B * -(-T // tile)
