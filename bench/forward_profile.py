@@ -19,7 +19,7 @@ from bench.common import RESULTS, device_kind, record, table
 from bench.kernels_gpu import BATCH, _paths, inference_model, median_ms
 from bench.tiled_profile import kernel_times
 
-LOOP_KERNELS = ("looped_block_kernel", "loop_tile_kernel", "first_kv_kernel")
+LOOP_KERNELS = ("looped_block_kernel", "loop_tile_kernel", "first_qkv_kernel")
 
 
 def profile_row(model, digits: int, L: int, halting: bool) -> dict:

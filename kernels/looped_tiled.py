@@ -65,10 +65,14 @@ def block_input(h, X0, STEP, b, bm, loop, TM, D, REINJECT, STEP_EMB):
     return inp
 
 
-def store_kv(a, WQKV, K, V, b, bm, TM, HD, D):
-    """Keys and values of the (TM, D) normed input `a` into K, V (B, H, T, HD): one product per
-    matrix for all heads, split into heads on the way out."""
+def store_qkv(a, WQKV, Q, K, V, b, bm, TM, HD, D):
+    """Queries, keys and values of the (TM, D) normed input `a`: one product per matrix for all
+    heads; the queries into Q (B, T, D) as they are (only this tile's block reads them, in the
+    next launch), keys and values split into heads on the way out into K, V (B, H, T, HD)."""
     H = D // HD
+    wq = ct.load(WQKV, index=(0, 0), shape=(D, D))            # rows 0..D-1: the query heads
+    q = ct.astype(ct.mma(a, ct.transpose(wq), ct.full((TM, D), 0.0, dtype=ct.float32)), Q.dtype)
+    ct.store(Q, index=(b, bm, 0), tile=ct.reshape(q, (1, TM, D)))
     wk = ct.load(WQKV, index=(1, 0), shape=(D, D))            # rows D..2D-1: the key heads
     wv = ct.load(WQKV, index=(2, 0), shape=(D, D))            # rows 2D..3D-1: the value heads
     k = ct.astype(ct.mma(a, ct.transpose(wk), ct.full((TM, D), 0.0, dtype=ct.float32)), K.dtype)
@@ -79,13 +83,13 @@ def store_kv(a, WQKV, K, V, b, bm, TM, HD, D):
 
 
 @tile_kernel()
-def first_kv_kernel(H_, X0, STEP, LN1W, LN1B, WQKV, K, V, reinject: bool, step_emb: bool,
+def first_qkv_kernel(H_, X0, STEP, LN1W, LN1B, WQKV, Q, K, V, reinject: bool, step_emb: bool,
                     TM: ConstInt, D: ConstInt, HD: ConstInt):
-    """grid (cdiv(T, TM), B): keys and values of loop 0's input."""
+    """grid (cdiv(T, TM), B): queries, keys and values of loop 0's input."""
     bm, b = ct.bid(0), ct.bid(1)
     inp = block_input(load_rows(H_, b, bm, TM, D), X0, STEP, b, bm, 0, TM, D, reinject, step_emb)
     a = ct.astype(layer_norm(inp, load_vec(LN1W, D), load_vec(LN1B, D), D), WQKV.dtype)
-    store_kv(a, WQKV, K, V, b, bm, TM, HD, D)
+    store_qkv(a, WQKV, Q, K, V, b, bm, TM, HD, D)
 
 
 # One warpgroup (4 worker warps), two blocks an SM. With 8 warps every (64, N) product is split
@@ -97,14 +101,19 @@ def first_kv_kernel(H_, X0, STEP, LN1W, LN1B, WQKV, K, V, reinject: bool, step_e
 # that is what lets two blocks share an SM. H200, 64 x 100 digits, L = 12, bf16 scores, kernels
 # only, graphed, side by side: 8 warps 1.49 ms, 4 warps + re-read 1.31, + occupancy 2 1.11
 # (8 x 1000 digits: 2.84 -> 2.15 with 4 warps + re-read).
+# A launch's queries are made by the launch before, with the keys and values of the same normed
+# rows (`store_qkv`): the key loop then starts on one (TM, D) load instead of the state, x0, a
+# layer norm and a product. By hand (session 36, fp16 scores, kernels only, graphed, side by
+# side): 64 x 100 digits 1.19 -> 1.08 ms, with halting 0.97 -> 0.88; 8 x 1000 1.47 -> 1.36, with
+# halting 1.08 -> 1.00; the same outputs bit for bit.
 LOOP_WARPS, LOOP_OCCUPANCY = 4, 2
 
 
 @tile_kernel(num_worker_warps=LOOP_WARPS, occupancy=LOOP_OCCUPANCY)
-def loop_tile_kernel(H_, X0, STEP, SIG, PLEN, THR, ACTIVE, STEPS, COUNT, LIST, WORK, K, V, K_NEXT, V_NEXT,
+def loop_tile_kernel(H_, X0, STEP, SIG, PLEN, THR, ACTIVE, STEPS, COUNT, LIST, WORK, Q, K, V, K_NEXT, V_NEXT,
                      LN1W, LN1B, WQKV, WPROJ, LN2W, LN2B, W1, B1, W2, B2, LNFW, LNFB, WTE, BIAS, LOGITS,
                      scale: float, log_v: float, loop: int, min_loops: int, n_chunks: int,
-                     last: bool, reinject: bool, step_emb: bool, halting: bool,
+                     last: bool, reinject: bool, step_emb: bool, halting: ConstBool,
                      TM: ConstInt, TN: ConstInt, D: ConstInt, HD: ConstInt, VP: ConstInt, V_: ConstInt,
                      CH: ConstInt, CLIP: ConstInt, WINDOW: ConstInt, USE_BIAS: ConstBool, PREFIX: ConstBool,
                      SCORES_TF32: ConstBool):
@@ -117,33 +126,33 @@ def loop_tile_kernel(H_, X0, STEP, SIG, PLEN, THR, ACTIVE, STEPS, COUNT, LIST, W
     COUNT (B, nQ) and LIST (B, nQ, nK) name the key tiles this query tile may see (`key_tiles`).
     ACTIVE, STEPS (B, T) int32 carry halting across launches (with halting off, ACTIVE is all
     ones and STEPS untouched).
-    Re-injection, the step embedding and halting are run-time values (uniform branches; one
-    compiled variant serves them all, and its binary is a third smaller). The attention options
-    stay compile-time constants: as run-time values tileiras 13.4 crashes on this body (exit -11)."""
+    Re-injection and the step embedding are run-time values (uniform branches; one compiled
+    variant serves them all, and its binary is smaller). Halting is a compile-time constant:
+    without it the body has no halting code and no tile skip (sm_90: 7,752 SASS instructions and
+    84 spill stores against 9,440 and 81 with; by hand, the run-time flag cost the non-halting
+    path 1-3%). The attention options stay compile-time constants: as run-time values tileiras
+    13.4 crashes on this body (exit -11)."""
     work = ct.load(WORK, index=(ct.bid(0),), shape=())
     b, bm = work // COUNT.shape[1], work % COUNT.shape[1]
     # A tile whose tokens have all halted keeps its state: no attention, MLP or halting for it, only
     # the next loop's keys and values (or the logits) of its frozen rows, which the other tiles read.
-    # Without halting the wrapper passes ACTIVE all ones. (At 64 x 100 digits, threshold 0.05, one
+    # Without halting every tile runs (ACTIVE is not read). (At 64 x 100 digits, threshold 0.05, one
     # tile a row halts after 1-2 loops by the reference: 256 live tiles of 320, one wave of two
     # blocks an SM on an H200, where 320 take two.)
     T, MT = H_.shape[1], WQKV.dtype
-    live = ct.sum(ct.load(ACTIVE, index=(b, bm), shape=(1, TM), padding_mode=ct.PaddingMode.ZERO)) > 0
+    live = True
+    if halting:
+        live = ct.sum(ct.load(ACTIVE, index=(b, bm), shape=(1, TM), padding_mode=ct.PaddingMode.ZERO)) > 0
     if live:
-        old = load_rows(H_, b, bm, TM, D)                 # the state entering this loop
-        inp = block_input(old, X0, STEP, b, bm, loop, TM, D, reinject, step_emb)
-        a = ct.astype(layer_norm(inp, load_vec(LN1W, D), load_vec(LN1B, D), D), MT)
         q_pos = bm * TM + ct.arange(TM, dtype=ct.int32)
         sig_q = ct.reshape(ct.load(SIG, index=(b, bm), shape=(1, TM), padding_mode=ct.PaddingMode.ZERO), (TM,))
         plen = ct.load(PLEN, index=(b,), shape=())
         n_keys = ct.load(COUNT, index=(b, bm), shape=())
-        # every head's queries from one product; per-head state as tuples (the heads are unrolled)
-        wq = ct.load(WQKV, index=(0, 0), shape=(D, D))            # rows 0..D-1: the query heads
-        q = ct.mma(a, ct.transpose(wq), ct.full((TM, D), 0.0, dtype=ct.float32))
-        if SCORES_TF32:                                            # K holds fp32 keys (the wrapper's choice)
+        # every head's queries, made by the launch before (`store_qkv`) in the keys' dtype (fp32
+        # for TF32 scores); per-head state as tuples (the heads are unrolled)
+        q = ct.reshape(ct.load(Q, index=(b, bm, 0), shape=(1, TM, D), padding_mode=ct.PaddingMode.ZERO), (TM, D))
+        if SCORES_TF32:
             q = ct.astype(q, ct.tfloat32)
-        else:                                                      # the keys' dtype: MT, or fp16 ("fp16" scores)
-            q = ct.astype(q, K.dtype)
         qs, ms, ls, accs, bvs = (), (), (), (), ()
         for hh in ct.static_iter(range(D // HD)):
             qs += (ct.extract(q, (0, hh), shape=(TM, HD)),)
@@ -184,7 +193,7 @@ def loop_tile_kernel(H_, X0, STEP, SIG, PLEN, THR, ACTIVE, STEPS, COUNT, LIST, W
     else:
         nxt = block_input(h, X0, STEP, b, bm, loop + 1, TM, D, reinject, step_emb)
         a_next = ct.astype(layer_norm(nxt, load_vec(LN1W, D), load_vec(LN1B, D), D), MT)
-        store_kv(a_next, WQKV, K_NEXT, V_NEXT, b, bm, TM, HD, D)
+        store_qkv(a_next, WQKV, Q, K_NEXT, V_NEXT, b, bm, TM, HD, D)
 
 
 def tiles_for(B: int, T: int, D: int, H: int, V: int) -> dict[str, int]:
@@ -214,14 +223,14 @@ def _check(B: int, T: int, D: int, H: int, V: int, loops: int, scores: str) -> N
 
 
 def _halting_start(real, steps, loops: int, halting: bool):
-    """ACTIVE (B, T) int32 at the first loop, and `steps` set: with halting, tokens start active
-    where real and count from 0; without, every tile runs every loop (ACTIVE all ones) and every
-    real token counts every loop."""
+    """ACTIVE (B, T) int32 at the first loop, and `steps` set: tokens start active where real;
+    with halting they count from 0, without (the kernel then reads neither) every real token
+    counts every loop."""
     if halting:
         steps.zero_()
-        return real.int().contiguous()
-    torch.mul(real, loops, out=steps)
-    return torch.ones(real.shape, device=real.device, dtype=torch.int32)
+    else:
+        torch.mul(real, loops, out=steps)
+    return real.int().contiguous()
 
 
 def looped_tiled_cutile(x0, sig, plen, real, thr, w: Weights, *, loops: int, halting: bool, min_loops: int = 1,
@@ -259,14 +268,15 @@ def looped_tiled_cutile(x0, sig, plen, real, thr, w: Weights, *, loops: int, hal
                                                  torch.empty(B, T, device=dev, dtype=torch.int32))
     active = _halting_start(real, steps, loops, halting)
     table = w.bias.float().contiguous()
-    grid = (-(-T // TM), B)                                            # first_kv_kernel's
+    qbuf = torch.empty(B, T, D, device=dev, dtype=kdt)
+    grid = (-(-T // TM), B)                                            # first_qkv_kernel's
     mats = [x.contiguous() for x in w[:13]]
-    first_kv_kernel.launch(grid, (h, x0, w.step.contiguous(), mats[0], mats[1], mats[2], kv[0], kv[1],
+    first_qkv_kernel.launch(grid, (h, x0, w.step.contiguous(), mats[0], mats[1], mats[2], qbuf, kv[0], kv[1],
                                   reinject, step_emb, TM, D, HD))
     for loop in range(loops):
         cur, nxt = kv[2 * (loop % 2): 2 * (loop % 2) + 2], kv[2 * (1 - loop % 2): 2 * (1 - loop % 2) + 2]
         (kernel or loop_tile_kernel).launch((work.shape[0],), (
-            h, x0, w.step.contiguous(), sig32, plen32, thr32, active, steps, count, order, work, *cur, *nxt,
+            h, x0, w.step.contiguous(), sig32, plen32, thr32, active, steps, count, order, work, qbuf, *cur, *nxt,
             *mats, table, logits, 1.0 / math.sqrt(HD), math.log(V), loop, min_loops, w.w1.shape[0] // t["CHUNK"],
             loop == loops - 1, reinject, step_emb, halting, TM, TN, D, HD, VP, V, t["CHUNK"], clip,
             -1 if window is None else window, use_bias, prefix, scores == "tf32"))
@@ -275,26 +285,27 @@ def looped_tiled_cutile(x0, sig, plen, real, thr, w: Weights, *, loops: int, hal
 
 def aot_signatures(B: int, T: int, D: int, H: int, V: int):
     """The two kernels at a declared shape (bf16 matrices) with the headline attention options
-    (windowed significance bias) as they run by default (fp16 scores: fp16 key buffers), then
-    the loop kernel with bf16 ("matrix") scores, then the key-tile lists' kernel; halting,
-    re-injection and the step embedding are run-time. (The TF32 scores' variant is compiled by
-    the GPU tests; another loop variant here would cost CI two more ~25 s compiles.)"""
+    (windowed significance bias) as they run by default (fp16 scores: fp16 query and key
+    buffers) with halting, then the loop kernel with bf16 ("matrix") scores without halting (so
+    both halting bodies compile), then the key-tile lists' kernel; re-injection and the step
+    embedding are run-time. (The TF32 scores' variant is compiled by the GPU tests; another loop
+    variant here would cost CI two more ~25 s compiles.)"""
     from .tile import array, scalar
     t = tiles_for(B, T, D, H, V)
     f32, bf, f16, i32, b8 = torch.float32, torch.bfloat16, torch.float16, torch.int32, torch.bool
     weights = [array(f32, 1), array(f32, 1), array(bf, 2), array(bf, 2), array(f32, 1), array(f32, 1),
                array(bf, 2), array(f32, 1), array(bf, 2), array(f32, 1), array(f32, 1), array(f32, 1), array(bf, 2)]
     first = [array(f32, 3), array(f32, 3), array(bf, 2), array(f32, 1), array(f32, 1), array(bf, 2),
-             array(f16, 4), array(bf, 4), scalar(b8), scalar(b8), t["TM"], D, t["HD"]]
+             array(f16, 3), array(f16, 4), array(bf, 4), scalar(b8), scalar(b8), t["TM"], D, t["HD"]]
 
-    def loop(key_dtype, tf32: bool) -> list:
-        kv = [array(key_dtype, 4), array(bf, 4)] * 2                 # K, V, K_NEXT, V_NEXT
+    def loop(key_dtype, halting: bool) -> list:
+        kv = [array(key_dtype, 3), *[array(key_dtype, 4), array(bf, 4)] * 2]   # Q, K, V, K_NEXT, V_NEXT
         return [array(f32, 3), array(f32, 3), array(bf, 2), array(i32, 2), array(i32, 1), array(f32, 2), array(i32, 2),
                 array(i32, 2), array(i32, 2), array(i32, 3), array(i32, 1), *kv, *weights, array(f32, 2), array(f32, 3),
-                scalar(f32), scalar(f32), scalar(i32), scalar(i32), scalar(i32), *[scalar(b8)] * 4,
-                t["TM"], t["TN"], D, t["HD"], t["VP"], V, t["CHUNK"], 3, 1, True, False, tf32]
+                scalar(f32), scalar(f32), scalar(i32), scalar(i32), scalar(i32), *[scalar(b8)] * 3, halting,
+                t["TM"], t["TN"], D, t["HD"], t["VP"], V, t["CHUNK"], 3, 1, True, False, False]
     nkp = next_pow2(-(-T // t["TN"]))
     lists = [array(i32, 2), array(i32, 1), array(i32, 2), array(i32, 3), scalar(i32), t["TM"], t["TN"], nkp, True, False]
     # a quick compile builds the first: the loop kernel as it runs by default
-    return [(loop_tile_kernel, loop(f16, False)), (first_kv_kernel, first), (loop_tile_kernel, loop(bf, False)),
+    return [(loop_tile_kernel, loop(f16, True)), (first_qkv_kernel, first), (loop_tile_kernel, loop(bf, False)),
             (key_tiles_kernel, lists)]
