@@ -23,23 +23,10 @@ import time
 from pathlib import Path
 
 from bench.common import RESULTS, record, table
+from verifier.kernel_build import jit_like
 
 PATTERNS = {"instructions": r"/\*[0-9a-f]{4,}\*/", "spill_stores": r"\bSTL\b", "spill_loads": r"\bLDL\b",
             "wgmma": r"\bHGMMA\b", "tma_loads": r"\bUTMALDG\b"}
-
-
-def jit_like(params: list) -> list:
-    """AOT array constraints with what a JIT launch with fresh, contiguous torch tensors sees."""
-    from cuda.tile.compilation import ArrayConstraint
-    out = []
-    for p in params:
-        if isinstance(p, ArrayConstraint):
-            n = p.ndim
-            p = ArrayConstraint(p.dtype, n, index_dtype=p.index_dtype, stride_lower_bound_incl=0, alias_groups=(),
-                                may_alias_internally=False, stride_constant=[None] * (n - 1) + [1],
-                                stride_divisible_by=[16] * (n - 1) + [1], base_addr_divisible_by=16)
-        out.append(p)
-    return out
 
 
 def cuobjdump() -> str:

@@ -198,7 +198,9 @@ def loop_tile_kernel(H_, X0, STEP, SIG, PLEN, THR, ACTIVE, STEPS, COUNT, LIST, W
 
 def tiles_for(B: int, T: int, D: int, H: int, V: int) -> dict[str, int]:
     t = max(16, min(TILE, next_pow2(T)))
-    return {"TM": t, "TN": min(t, KEY_TILE), "D": D, "HD": D // H, "VP": max(16, next_pow2(V)), "CHUNK": min(CHUNK, 4 * D)}
+    # MLP chunks of at most 2D columns: at D = 32 a 128-column chunk inside the halting body's tile
+    # skip (a run-time branch) makes tileiras 13.4 exit with code 5; 64 compiles (D >= 64: 128 either way)
+    return {"TM": t, "TN": min(t, KEY_TILE), "D": D, "HD": D // H, "VP": max(16, next_pow2(V)), "CHUNK": min(CHUNK, 2 * D)}
 
 
 def supported(B: int, T: int, D: int, H: int, V: int) -> bool:

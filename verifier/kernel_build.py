@@ -16,7 +16,7 @@ from dsl.model import ARCHS
 
 from .binding import BoundKernel
 
-__all__ = ["ARCHS", "Build", "builds", "compile_all", "cutile_installed", "tile_problems"]
+__all__ = ["ARCHS", "Build", "builds", "compile_all", "cutile_installed", "jit_like", "tile_problems"]
 
 
 @dataclass
@@ -33,6 +33,23 @@ def cutile_installed() -> bool:
         return importlib.util.find_spec("cuda.tile") is not None
     except ModuleNotFoundError:
         return False
+
+
+def jit_like(params: list) -> list:
+    """AOT array constraints like those a JIT launch with fresh, contiguous torch tensors gets: a
+    16-byte aligned base, unit last stride, and row strides divisible by 16 elements (true of the
+    D-wide rows; a launch specializes each tensor by what it has). Without them cuTile cannot use
+    TMA, so the code it makes is not the code that runs, and a tileiras crash can hide there."""
+    from cuda.tile.compilation import ArrayConstraint
+    out = []
+    for p in params:
+        if isinstance(p, ArrayConstraint):
+            n = p.ndim
+            p = ArrayConstraint(p.dtype, n, index_dtype=p.index_dtype, stride_lower_bound_incl=0, alias_groups=(),
+                                may_alias_internally=False, stride_constant=[None] * (n - 1) + [1],
+                                stride_divisible_by=[16] * (n - 1) + [1], base_addr_divisible_by=16)
+        out.append(p)
+    return out
 
 
 def is_power_of_two(n: int) -> bool:
