@@ -67,12 +67,19 @@ def stream(proc: subprocess.Popen, tag: str, t0: float) -> None:
 
 
 def junit_rows(path: Path) -> list[dict]:
+    """One row per test; a failed or errored one keeps pytest's one-line reason (`message`), so a
+    cold run's record says why, not only that, a test failed."""
     if not path.exists():
         return []
-    return [{"test": f"{c.get('classname')}::{c.get('name')}", "seconds": float(c.get("time", 0)),
-             "status": "failed" if c.find("failure") is not None or c.find("error") is not None
-             else "skipped" if c.find("skipped") is not None else "passed"}
-            for c in ET.parse(path).getroot().iter("testcase")]
+    rows = []
+    for c in ET.parse(path).getroot().iter("testcase"):
+        bad = c.find("failure") if c.find("failure") is not None else c.find("error")
+        status = "failed" if bad is not None else "skipped" if c.find("skipped") is not None else "passed"
+        row = {"test": f"{c.get('classname')}::{c.get('name')}", "seconds": float(c.get("time", 0)), "status": status}
+        if bad is not None:
+            row["message"] = (bad.get("message") or "").strip()[:500]
+        rows.append(row)
+    return rows
 
 
 def compiled(cache_dir: str) -> dict:

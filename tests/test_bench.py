@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from bench.gpu_tests import junit_rows
 from bench.kernels_gpu import halting_modes, kept_rows
 from bench.tiled_waves import live_tiles
 
@@ -29,3 +30,19 @@ def test_live_tiles_count_the_tiles_with_a_token_still_running():
     real = torch.tensor([[1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 0, 0]], dtype=torch.bool)
     # tiles: (0, 0) ran 3, (0, 1) ran 2 (the 9 is padding), (1, 0) ran 2, (1, 1) none
     assert live_tiles(steps, real, 4, 4) == [3, 3, 1, 0]
+
+
+def test_a_failed_gpu_test_keeps_its_reason(tmp_path):
+    """The cold run's record says why a test failed (a session lost a device call to learn it)."""
+    xml = tmp_path / "0.xml"
+    xml.write_text('<testsuites><testsuite name="pytest">'
+                   '<testcase classname="tests.test_kernels_gpu" name="test_a" time="1.5"/>'
+                   '<testcase classname="tests.test_kernels_gpu" name="test_b" time="2">'
+                   '<failure message="AssertionError: CompilerExecutionError: Return code 5">trace</failure></testcase>'
+                   '<testcase classname="tests.test_kernels_gpu" name="test_c" time="0"><skipped message="no GPU"/>'
+                   '</testcase></testsuite></testsuites>')
+    rows = junit_rows(xml)
+    assert [r["status"] for r in rows] == ["passed", "failed", "skipped"]
+    assert rows[1]["message"] == "AssertionError: CompilerExecutionError: Return code 5"
+    assert "message" not in rows[0] and "message" not in rows[2]
+    assert junit_rows(tmp_path / "missing.xml") == []
