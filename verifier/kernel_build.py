@@ -2,8 +2,9 @@
 
 A kernel module offers `tiles_for(**shape) -> {tile: size}` and `aot_signatures(**shape) ->
 [(kernel, params)]`, every distinct compilation a declared shape implies; a kernel's
-`export(params, arch)` compiles one to a cubin (cuTile compiles without a GPU). Used by the
-`kernel.compile` step (quick: one signature per kernel) and `looplm kernels compile` (all).
+`export(params, arch)` compiles one to a cubin (cuTile compiles without a GPU), here with the
+array constraints a JIT launch has (`jit_like`), so what compiles is the code that runs. Used by
+the `kernel.compile` step (quick: one signature per kernel) and `looplm kernels compile` (all).
 """
 from __future__ import annotations
 
@@ -100,7 +101,7 @@ def compile_all(kernels: Sequence[BoundKernel], archs: Optional[Sequence[str]] =
     for bk, shape, kernel, params in builds(kernels, quick):
         for arch in archs or bk.spec.archs or ("sm_90",):
             t0 = time.perf_counter()
-            n = len(kernel.export(params, arch, cache=cache))
+            n = len(kernel.export(jit_like(params), arch, cache=cache))
             b = Build(bk.spec.name, shape, arch, n, round(time.perf_counter() - t0, 2))
             done.append(b)
             if on_build:
