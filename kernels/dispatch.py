@@ -19,7 +19,7 @@ longer than the persistent kernel holds), the matrices' dtype in the persistent 
 1000 digits bf16 scores tip one near-tie in 500 (exact match 99.8% against the reference's 100%),
 TF32 and fp16 ones keep it (H200, `bench.eval_gpu --tf32-scores`; the emulator reproduces the flip
 and both keeping it, tests/test_kernels.py). fp16 carries TF32's 10 mantissa bits in 2-byte keys;
-with TF32's fp32 keys the default path took 9-17% more time (`bench.kernels_gpu --tf32-scores`).
+with TF32's fp32 keys the default path took 10-24% more time (`bench.kernels_gpu --tf32-scores`).
 The short rows showed no such flip.
 """
 from __future__ import annotations

@@ -84,7 +84,7 @@ def store_qkv(a, WQKV, Q, K, V, b, bm, TM, HD, D):
 
 @tile_kernel()
 def first_qkv_kernel(H_, X0, STEP, LN1W, LN1B, WQKV, Q, K, V, reinject: bool, step_emb: bool,
-                    TM: ConstInt, D: ConstInt, HD: ConstInt):
+                     TM: ConstInt, D: ConstInt, HD: ConstInt):
     """grid (cdiv(T, TM), B): queries, keys and values of loop 0's input."""
     bm, b = ct.bid(0), ct.bid(1)
     inp = block_input(load_rows(H_, b, bm, TM, D), X0, STEP, b, bm, 0, TM, D, reinject, step_emb)
@@ -124,8 +124,7 @@ def loop_tile_kernel(H_, X0, STEP, SIG, PLEN, THR, ACTIVE, STEPS, COUNT, LIST, W
     the last query tile of a row does five key tiles where the first does one).
 
     COUNT (B, nQ) and LIST (B, nQ, nK) name the key tiles this query tile may see (`key_tiles`).
-    ACTIVE, STEPS (B, T) int32 carry halting across launches (with halting off, ACTIVE is all
-    ones and STEPS untouched).
+    ACTIVE, STEPS (B, T) int32 carry halting across launches (with halting off neither is read).
     Re-injection and the step embedding are run-time values (uniform branches; one compiled
     variant serves them all, and its binary is smaller). Halting is a compile-time constant:
     without it the body has no halting code and no tile skip (sm_90: 7,752 SASS instructions and
