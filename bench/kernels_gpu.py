@@ -280,7 +280,8 @@ def main() -> None:
     whole_modes = halting_modes(args.compile_halting)
     out = args.out or RESULTS / f"kernels-{device_kind()}.json"
     digits_run = [int(d) for d in args.digits.split(",") if d.strip()]
-    shapes = [(d, L, h) for d in digits_run for h in (False, True) if h in halting_modes(args.halting)
+    run_modes = halting_modes(args.halting)
+    shapes = [(d, L, h) for d in digits_run for h in (False, True) if h in run_modes
               for L in (int(x) for x in args.loops.split(","))]
     old = json.loads(args.merge.read_text()) if args.merge else {"loop_inference": []}
     kept = kept_rows(old["loop_inference"], shapes)

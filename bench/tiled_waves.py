@@ -7,9 +7,10 @@ One launch per loop runs one block per 64-row query tile: B x cdiv(T, 64) blocks
 the kernel's blocks an SM. The kernel is a latency chain (a block alone on an SM is hardly
 faster than two sharing it), so a loop's time steps up with each wave, and the workload's
 64 x 100-digit row (320 blocks, 264 slots on an H200) pays a second wave for 56 blocks (session
-36's record: 52 rows 0.84 ms, 53 rows 1.13, kernel alone, halting off). With halting, a tile whose tokens have all halted
-skips its block (ca29cd8): `live` counts, per loop, the tiles with a token still active, from
-the kernel's own steps (a token that ran s loops was active in loops 0..s-1).
+36's record: 52 rows 0.84 ms, 53 rows 1.13, kernel alone, halting off). With halting, a tile
+whose tokens have all halted skips its block (ca29cd8): `live` counts, per loop, the tiles with a
+token still active, from the kernel's own steps (a token that ran s loops was active in loops
+0..s-1).
 
 Each row times the tiled kernel alone (dispatch's default scores, outputs preallocated, replayed as
 a CUDA graph, CUDA-event median) on the model path's arguments (`looplm.fused.looped_args`) at a
