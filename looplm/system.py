@@ -289,7 +289,7 @@ class LoopLMSystem:
         stated from each kernel's declared domain (spec `limits`, README 'Kernels'), not by
         asking the dispatcher: inference parity counts the launches against this statement.
         One persistent launch where the model and shape fit it (T <= 128), the tiled looped block
-        (a launch per loop) for longer rows of such a model; else per loop, attention for head
+        (a launch per loop) for longer rows of such a model at least 64 wide; else per loop, attention for head
         sizes a tile row holds and the halting update where entropy halting is on; none for an
         answer-isolated model or a downward window."""
         m = model.config.model
@@ -303,7 +303,7 @@ class LoopLMSystem:
                 and m.n_embd <= 128 and pow2(m.n_embd)):
             if T <= 128:
                 return {"looped_block"}
-            if m.vocab_size <= 128:
+            if m.vocab_size <= 128 and m.n_embd >= 64:     # the tiled kernel's narrowest width
                 return {"looped_tiled"}
         halting = policy.mode == "entropy" and m.vocab_size <= 8192
         return {name for name, on in (("loop_attention", heads), ("halting_update", halting)) if on}

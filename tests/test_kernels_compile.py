@@ -75,15 +75,18 @@ def test_worker_warps_past_eight_only_with_bytecode_13_5(monkeypatch):
 
 
 @pytest.mark.skipif(not kernel_build.cutile_installed(), reason="cuda-tile is not installed")
-def test_tiled_loop_kernel_compiles_at_the_parity_variants_widths():
+def test_tiled_loop_kernel_compiles_at_its_domains_narrow_edge():
     """The verifier's inference_parity also runs the model at its `variants` (other widths and
-    head counts), where the tiled loop kernel must compile too, with and without halting. At
-    D = 32, H = 2 a 128-column MLP chunk inside the halting body's tile skip made tileiras 13.4
-    exit with code 5 on the H200; the declared shapes (all D = 128) did not show it."""
+    head counts), and the differential draws widths down to MIN_D: there the tiled loop kernel
+    must compile too, with and without halting. At D = 32, H = 2 (a parity variant) a 128-column
+    MLP chunk inside the halting body's tile skip made tileiras 13.4 exit with code 5 on the H200;
+    the declared shapes (all D = 128) did not show it. D = 32 is now outside the domain, so this
+    compiles the variants' supported widths and D = MIN_D with the smallest head (16)."""
     from kernels import looped_tiled as LT
     spec = dsl.load(dsl.BUNDLED)
     shape = next(k for k in spec.system.kernels if k.name == "looped_tiled").shapes[0]
     widths = [(v["n_embd"], v["n_head"]) for v in spec.system.step("inference_parity").params["variants"]]
+    widths += [(LT.MIN_D, LT.MIN_D // 16)]
     ran = []
     for D, H in widths:
         if not LT.supported(shape["B"], shape["T"], D, H, shape["V"]):
@@ -93,4 +96,4 @@ def test_tiled_loop_kernel_compiles_at_the_parity_variants_widths():
                 # with the constraints a JIT launch has: without them the crash did not show
                 assert kernel.export(kernel_build.jit_like(params), "sm_90", cache=False), (D, H)
                 ran.append((D, H))
-    assert len(ran) >= 2          # D = 32, H = 2 (the others are not its widths), with and without halting
+    assert (LT.MIN_D, LT.MIN_D // 16) in ran and not LT.supported(64, 303, 32, 2, 14)   # D = 32: outside
