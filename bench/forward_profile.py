@@ -16,19 +16,15 @@ from pathlib import Path
 import torch
 
 from bench.common import RESULTS, device_kind, record, table
-from bench.kernels_gpu import BATCH, _paths, inference_model, median_ms
+from bench.kernels_gpu import BATCH, _paths, halting_policy, inference_model, median_ms, workload_batches
 from bench.tiled_profile import kernel_times
 
 LOOP_KERNELS = ("looped_block_kernel", "loop_tile_kernel", "first_qkv_kernel")
 
 
 def profile_row(model, digits: int, L: int, halting: bool) -> dict:
-    from looplm.config import HaltingConfig
-    from looplm.data import make_batch, problems
     from looplm.graphs import Graphed
-    batches = [make_batch(problems(BATCH[digits], digits, digits, seed=s), model.config.data.format).idx.cuda()
-               for s in range(3)]
-    policy = HaltingConfig(mode="entropy", threshold=0.05) if halting else HaltingConfig()
+    batches, policy = workload_batches(model, digits), halting_policy(halting)
     _, default = _paths(model, L, policy)
     graphed_ms = median_ms(Graphed(default, batches[0]), batches)
     us = kernel_times(default, batches[0])

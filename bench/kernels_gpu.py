@@ -18,7 +18,10 @@ inference across the length-generalization workload, side by side in one run:
 Writes bench/results/kernels-<device>.json (or --out) after every row. Times are CUDA-event
 medians after warm-up, rotating over three input batches (never zeros); each timing takes about
 a second and a half of calls (--budget). Whole-model torch.compile unrolls the loop, so its compile
-time grows with L (17 s at L = 12, 22-47 s at L = 24 on the H200, recorded per row as compile_s);
+time grows with L (13-27 s at L = 12, 16-45 s at L = 24, 64-94 s at L = 64 on the H200, recorded per
+row as compile_s). So, before any timing, --precompile-jobs processes compile those shapes into
+Inductor's disk cache (bench.precompile; each worker's cold seconds recorded as
+compile_s.compile_cold_in_worker), and a row's own compile then loads the same code.
 --compile-max-loops and --compile-halting narrow where it is timed, and by default it is timed at
 every shape: regional compilation measured 1.1-1.7x slower than it where both ran (H200,
 bench/results/kernels-h200.json), so a ratio against regional + graph alone overstates the
@@ -31,7 +34,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import time
 from pathlib import Path
 
 import torch
@@ -101,15 +106,29 @@ def halting_vs_copy(rounds: int = 7, M: int = 1 << 20, V: int = 14, D: int = 128
                   "fraction_rounds": fractions}
 
 
-def inference_model(ckpt: str | None):
+def inference_model(ckpt: str | None, device: str = "cuda"):
     from looplm import checkpoint
     from looplm.config import Config
     from looplm.model import LoopLM
     from looplm.tokens import ADDITION
     if ckpt:
-        return checkpoint.load(ckpt, map_location="cuda").model.eval()
+        return checkpoint.load(ckpt, map_location=device).model.to(device).eval()
     torch.manual_seed(0)
-    return LoopLM(Config().override(model={"n_embd": 128, "n_head": 4, "n_loops": 12}), ADDITION).cuda().eval()
+    return LoopLM(Config().override(model={"n_embd": 128, "n_head": 4, "n_loops": 12}), ADDITION).to(device).eval()
+
+
+def workload_batches(model, digits: int, n: int = 3, batch: int | None = None, device: str = "cuda") -> list:
+    """n token batches (seeds 0..n-1) of `batch` (default BATCH[digits]) problems of `digits`
+    digits each, in the model's format: one shape, so compiled code and CUDA graphs serve all."""
+    from looplm.data import make_batch, problems
+    return [make_batch(problems(batch or BATCH[digits], digits, digits, seed=s), model.config.data.format).idx.to(device)
+            for s in range(n)]
+
+
+def halting_policy(on: bool):
+    """The workload's halting: entropy at 0.05 (the headline setting) or none."""
+    from looplm.config import HaltingConfig
+    return HaltingConfig(mode="entropy", threshold=0.05) if on else HaltingConfig()
 
 
 def _call(fn, L: int, policy, backend: str, scores: str = "auto"):
@@ -173,7 +192,6 @@ def _regional(m, L: int, policy):
 def _timed_compile(ms: dict, name: str, build, batches) -> tuple[float, str | None]:
     """Time a compiled path plainly and graphed into ms[name], ms[name + '_graph'] -> (compile seconds
     (the first call's wall time), the failure if it failed: recorded, not hidden)."""
-    import time
     try:
         fn = build()
         t0 = time.perf_counter()
@@ -190,11 +208,7 @@ def _timed_compile(ms: dict, name: str, build, batches) -> tuple[float, str | No
 def workload_row(model, regional, digits: int, L: int, halting: bool, with_compile: bool, tf32: bool = False) -> dict:
     """One shape of the workload, every column; `tf32` adds the default path with TF32 attention
     scores (`cutile_tf32`, graphed) and its argmax agreement with eager."""
-    from looplm.config import HaltingConfig
-    from looplm.data import make_batch, problems
-    batches = [make_batch(problems(BATCH[digits], digits, digits, seed=s), model.config.data.format).idx.cuda()
-               for s in range(3)]
-    policy = HaltingConfig(mode="entropy", threshold=0.05) if halting else HaltingConfig()
+    batches, policy = workload_batches(model, digits), halting_policy(halting)
     eager, default = _paths(model, L, policy)
     ms = {"eager": median_ms(eager, batches), "graphs": median_ms(Graphed(eager, batches[0]), batches)}
     compile_s, failures = {}, {}
@@ -268,7 +282,26 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--halting", default="off,on", help="halting modes to run")
     ap.add_argument("--merge", type=Path, help="keep this earlier result's rows of shapes not run now (a workload "
                                                  "split over several calls); its commands are kept as 'merged'")
+    ap.add_argument("--precompile-jobs", type=int, default=min(8, os.cpu_count() or 1),
+                    help="processes that compile the whole-model rows' shapes before any timing (bench.precompile); "
+                         "0: each row compiles its own, cold")
     return ap.parse_args()
+
+
+def warm_compiles(args: argparse.Namespace, shapes: list[tuple[int, int, bool]]) -> dict:
+    """The shapes whose rows time whole-model compile (--compile-max-loops, --compile-halting),
+    compiled first by --precompile-jobs processes -> {shape: cold seconds or failure}."""
+    from bench.precompile import cache_on, precompile
+    cache_on()
+    modes = halting_modes(args.compile_halting)
+    whole = [s for s in shapes if s[1] <= args.compile_max_loops and s[2] in modes]
+    if not whole or args.precompile_jobs <= 0:
+        return {}
+    t0 = time.perf_counter()
+    out = precompile(args.ckpt, whole, args.precompile_jobs)
+    print(f"precompiled {len(whole)} shapes in {time.perf_counter() - t0:.0f} s, {args.precompile_jobs} processes: {out}",
+          flush=True)
+    return out
 
 
 def main() -> None:
@@ -286,6 +319,7 @@ def main() -> None:
     old = json.loads(args.merge.read_text()) if args.merge else {"loop_inference": []}
     kept = kept_rows(old["loop_inference"], shapes)
     merged = [*old.get("merged", []), {k: old.get(k) for k in ("date", "commit", "command", "commit_note")}]
+    cold = warm_compiles(args, shapes)        # before any timing: the workers use the GPU too
     copy, halt = halting_vs_copy()
     data = {"copy_bandwidth_gbs": copy, "halting": halt, "checkpoint": args.ckpt, "batch_by_digits": BATCH,
             "toolchain": toolchain(), **({"merged": merged} if args.merge else {})}
@@ -301,6 +335,8 @@ def main() -> None:
     for i, (digits, L, halting) in enumerate(shapes):
         rows.append(workload_row(model, regional, digits, L, halting, L <= args.compile_max_loops and halting in whole_modes,
                                  args.tf32_scores))
+        if (digits, L, halting) in cold:      # compile_s["compile"] is then the warm cache's; this the cold one's
+            rows[-1]["compile_s"]["compile_cold_in_worker"] = cold[(digits, L, halting)]
         print({k: rows[-1][k] for k in ("digits", "L", "halting", "ms", "compile_s", "best_other",
                                         "speedup_vs_best_other")}, flush=True)
         # written after every row; a run cut short keeps --merge's rows of the shapes it did not reach

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from bench.common import HEADLINE, RESULTS, device_kind, record, table
-from bench.kernels_gpu import inference_model, median_ms
+from bench.kernels_gpu import halting_policy, inference_model, median_ms, workload_batches
 
 # (digits, batches): the workload's batch (64, 8) and batches on each side of a wave boundary
 SWEEP = ((100, (26, 52, 53, 64, 104)), (1000, (4, 5, 8, 11, 12)))
@@ -45,14 +45,10 @@ def live_tiles(steps: torch.Tensor, real: torch.Tensor, loops: int, tile: int) -
 def row(model, digits: int, B: int, halting: bool, slots: int, batches: int = 3) -> dict:
     from kernels import dispatch
     from kernels import looped_tiled as LT
-    from looplm.config import HaltingConfig
-    from looplm.data import make_batch, problems
     from looplm.fused import looped_args
     from looplm.graphs import Graphed
-    policy = HaltingConfig(mode="entropy", threshold=0.05) if halting else HaltingConfig()
-    calls = []
-    for s in range(batches):
-        idx = make_batch(problems(B, digits, digits, seed=s), model.config.data.format).idx.cuda()
+    policy, calls = halting_policy(halting), []
+    for idx in workload_batches(model, digits, batches, batch=B):
         with torch.no_grad():
             calls.append(looped_args(model, idx, 12, policy))
     (args, kw), T = calls[0], calls[0][0][0].shape[1]

@@ -46,3 +46,25 @@ def test_a_failed_gpu_test_keeps_its_reason(tmp_path):
     assert rows[1]["message"] == "AssertionError: CompilerExecutionError: Return code 5"
     assert "message" not in rows[0] and "message" not in rows[2]
     assert junit_rows(tmp_path / "missing.xml") == []
+
+
+def test_precompiled_shapes_are_what_the_timed_compile_loads(tmp_path, monkeypatch):
+    """bench.precompile's workers (fresh processes) fill Inductor's disk cache, and the bench's own
+    compile of the same shape then hits it: the timed code is the workers' code, compiled once.
+    (On a CPU, tiny depths: the cache's keys do not depend on the device kind.)"""
+    from torch._dynamo.utils import counters
+
+    from bench import kernels_gpu as K
+    from bench.precompile import cache_on, precompile
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    shapes = [(8, 1, False), (8, 2, True)]
+    cold = precompile(None, shapes, jobs=2, device="cpu")
+    assert set(cold) == set(shapes) and all(isinstance(s, float) and s > 0 for s in cold.values()), cold
+    torch._dynamo.reset()
+    counters.clear()
+    cache_on()
+    model = K.inference_model(None, "cpu")
+    idx = K.workload_batches(model, 8, n=1, device="cpu")[0]
+    K._compiled(model, 2, K.halting_policy(True))(idx)
+    assert counters["inductor"]["fxgraph_cache_hit"] >= 1 and counters["inductor"]["fxgraph_cache_miss"] == 0, \
+        dict(counters["inductor"])
