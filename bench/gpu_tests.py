@@ -1,6 +1,6 @@
 """Bench (GPU): the GPU test suite's outcome and time per test, cold, as committed evidence.
 
-    python -m bench.gpu_tests [--jobs N] [--warm]
+    python -m bench.gpu_tests [--jobs N] [--warm] [--limit SECONDS]
 
 A cold run is dominated by cuTile's JIT (tileiras, one CPU core per kernel variant), not by the
 GPU. So the runner collects the `gpu` tests and runs them in N pytest processes at once (default:
@@ -10,7 +10,10 @@ passes under a plain `pytest -m gpu`.
 
 Cold means cold: the run compiles into a fresh cuTile disk cache (CUDA_TILE_CACHE_DIR in a temp
 folder) unless --warm, and the record counts what was compiled (variants, compile seconds per
-kernel) from that cache's metadata. Writes bench/results/gpu-tests-<device>.json.
+kernel) from that cache's metadata. A test still running --limit seconds (300) after the start
+is killed and recorded as 'hung', with the innermost frames pytest's faulthandler dumped before
+the kill (a GPU launch that never returns would otherwise hold the run, and the device call,
+until the call's own limit, and leave no record). Writes bench/results/gpu-tests-<device>.json.
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
@@ -61,9 +64,27 @@ def groups(nodes: list[str], jobs: int, seconds: dict[str, float]) -> list[list[
     return [g for g in out if g]
 
 
-def stream(proc: subprocess.Popen, tag: str, t0: float) -> None:
+def stream(proc: subprocess.Popen, tag: str, t0: float, tail: deque) -> None:
     for line in proc.stdout:
         print(f"[{time.perf_counter() - t0:6.1f} s {tag}] {line}", end="", flush=True)
+        tail.append(line.rstrip())
+
+
+def hung_rows(group: list[str], done: list[dict], tail: deque, limit: float) -> list[dict]:
+    """Rows for the tests of a process killed at the time limit that never reported: status
+    'hung', the message the innermost frames of pytest's faulthandler dump (`File ..., line ...
+    in ...` lines it streamed before the kill), so the record says where it sat."""
+    reported = {r["test"] for r in done}
+    frames = [ln.strip() for ln in tail if ln.strip().startswith("File ")]
+    where = " <- ".join(frames[:3]) or "no stack dumped"
+    return [{"test": row_name(n), "seconds": limit, "status": "hung", "message": f"killed after {limit:.0f} s; {where}"[:500]}
+            for n in group if row_name(n) not in reported]
+
+
+def row_name(node: str) -> str:
+    """A pytest node id as junit names it: tests/test_x.py::test_a[p] -> tests.test_x::test_a[p]."""
+    path, _, name = node.partition("::")
+    return f"{path.removesuffix('.py').replace('/', '.')}::{name}"
 
 
 def junit_rows(path: Path) -> list[dict]:
@@ -97,38 +118,59 @@ def compiled(cache_dir: str) -> dict:
             "by_kernel": {k: {"variants": len(v), "seconds": round(sum(v), 1)} for k, v in sorted(by.items())}}
 
 
-def run(nodes: list[str], jobs: int, warm: bool, seconds: dict[str, float]) -> tuple[int, float, list[dict], dict]:
+def run(nodes: list[str], jobs: int, warm: bool, seconds: dict[str, float],
+        limit: float = 1e9) -> tuple[int, float, list[dict], dict]:
+    """Every group in its own pytest process; one still running `limit` seconds after the start
+    is killed (a launch that never ends blocks its test forever: session 37 lost a device call to
+    one), its unreported tests recorded as 'hung' with where they sat, and the exit code is 124."""
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(os.environ)
         if not warm:
             env["CUDA_TILE_CACHE_DIR"] = str(Path(tmp) / "cutile-cache")
-        t0 = time.perf_counter()
-        procs = []
-        for i, g in enumerate(groups(nodes, jobs, seconds)):
+        dump = max(1, int(limit - max(30.0, 0.2 * limit)))   # faulthandler's dump, before the kill (after startup)
+        t0, procs, tails, threads, parts = time.perf_counter(), [], [], [], groups(nodes, jobs, seconds)
+        for i, g in enumerate(parts):
             # -v, streamed: a run cut short by the device's time limit still shows which tests ended and when
             p = subprocess.Popen([sys.executable, "-u", "-m", "pytest", "-v", "-m", "gpu", "-p", "no:cacheprovider",
-                                  f"--junitxml={tmp}/{i}.xml", *g], stdout=subprocess.PIPE,
-                                 stderr=subprocess.STDOUT, text=True, env=env)
-            threading.Thread(target=stream, args=(p, f"#{i}", t0), daemon=True).start()
+                                  "-o", f"faulthandler_timeout={dump}", f"--junitxml={tmp}/{i}.xml", *g],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+            tails.append(deque(maxlen=200))
+            threads.append(threading.Thread(target=stream, args=(p, f"#{i}", t0, tails[-1]), daemon=True))
+            threads[-1].start()
             procs.append(p)
-        codes = [p.wait() for p in procs]
+        codes = [_wait(p, t0 + limit) for p in procs]
         wall = time.perf_counter() - t0
+        for t in threads:                    # the streams' last lines (a killed process's pipe closes)
+            t.join(timeout=5)
         tests = [r for i in range(len(procs)) for r in junit_rows(Path(tmp) / f"{i}.xml")]
+        tests += [r for i, c in enumerate(codes) if c is None for r in hung_rows(parts[i], tests, tails[i], limit)]
         stats = compiled(env["CUDA_TILE_CACHE_DIR"]) if not warm else {}
-    code = 0 if all(c == 0 for c in codes) else next(c for c in codes if c != 0)
-    return code, wall, tests, stats
+    codes = [124 if c is None else c for c in codes]
+    return next((c for c in codes if c != 0), 0), wall, tests, stats
+
+
+def _wait(proc: subprocess.Popen, deadline: float) -> int | None:
+    """The process's exit code, or None when it was killed at the deadline."""
+    try:
+        return proc.wait(timeout=max(0.0, deadline - time.perf_counter()))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return None
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jobs", type=int, default=0, help="pytest processes at once (0: one per test, up to the CPUs)")
     ap.add_argument("--warm", action="store_true", help="use the machine's cuTile disk cache instead of a fresh one")
+    ap.add_argument("--limit", type=float, default=300.0,
+                    help="seconds after the start at which a test still running is killed and recorded as hung")
     a = ap.parse_args()
     if device_kind() == "cpu":
         sys.exit("bench.gpu_tests: no CUDA GPU here; every test would skip and the record would say nothing")
     nodes = collect()
     jobs = a.jobs or min(os.cpu_count() or 1, len(nodes))
-    code, wall, tests, stats = run(nodes, jobs, a.warm, last_seconds(RESULTS / f"gpu-tests-{device_kind()}.json"))
+    code, wall, tests, stats = run(nodes, jobs, a.warm, last_seconds(RESULTS / f"gpu-tests-{device_kind()}.json"), a.limit)
     table(f"GPU tests ({wall:.0f} s wall, {jobs} processes, exit {code})", ("test", "status", "s"),
           [(t["test"], t["status"], t["seconds"]) for t in tests])
     if stats:

@@ -68,3 +68,18 @@ def test_precompiled_shapes_are_what_the_timed_compile_loads(tmp_path, monkeypat
     K._compiled(model, 2, K.halting_policy(True))(idx)
     assert counters["inductor"]["fxgraph_cache_hit"] >= 1 and counters["inductor"]["fxgraph_cache_miss"] == 0, \
         dict(counters["inductor"])
+
+
+def test_a_test_that_never_ends_is_killed_and_recorded_where_it_sat(tmp_path):
+    """A GPU launch that never returns blocks its test forever (session 37: two device calls spent
+    on one). The runner kills a test process still running at its limit, records the test as
+    'hung' with the frames pytest's faulthandler dumped, keeps the others' results, exits 124."""
+    from bench.gpu_tests import run
+    f = tmp_path / "test_hangs.py"
+    f.write_text("import time\nimport pytest\n\n\n@pytest.mark.gpu\ndef test_ends():\n    pass\n\n\n"
+                 "@pytest.mark.gpu\ndef test_never_ends():\n    time.sleep(120)\n")
+    code, wall, tests, _ = run([f"{f}::test_ends", f"{f}::test_never_ends"], jobs=2, warm=True, seconds={}, limit=12)
+    by = {t["test"].rsplit("::", 1)[1]: t for t in tests}
+    assert code == 124 and wall < 60, (code, wall)
+    assert by["test_ends"]["status"] == "passed" and by["test_never_ends"]["status"] == "hung", tests
+    assert "killed after 12 s" in by["test_never_ends"]["message"] and "test_never_ends" in by["test_never_ends"]["message"]
