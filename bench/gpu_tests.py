@@ -75,10 +75,23 @@ def hung_rows(group: list[str], done: list[dict], tail: deque, limit: float) -> 
     'hung', the message the innermost frames of pytest's faulthandler dump (`File ..., line ...
     in ...` lines it streamed before the kill), so the record says where it sat."""
     reported = {r["test"] for r in done}
-    frames = [ln.strip() for ln in tail if ln.strip().startswith("File ")]
+    frames = dumped_frames(list(tail))
     where = " <- ".join(frames[:3]) or "no stack dumped"
     return [{"test": row_name(n), "seconds": limit, "status": "hung", "message": f"killed after {limit:.0f} s; {where}"[:500]}
             for n in group if row_name(n) not in reported]
+
+
+def dumped_frames(lines: list[str]) -> list[str]:
+    """The test thread's frames, innermost first, from the last faulthandler dump in `lines` (it
+    lists every thread; the test's is the one that passes through pytest_pyfunc_call)."""
+    start = max((i for i, ln in enumerate(lines) if "Timeout (" in ln), default=-1)
+    threads: list[list[str]] = []
+    for ln in lines[start + 1:]:
+        if ln.lstrip().startswith(("Thread 0x", "Current thread")):
+            threads.append([])
+        elif ln.strip().startswith("File ") and threads:
+            threads[-1].append(ln.strip())
+    return next((t for t in threads if any("pytest_pyfunc_call" in f for f in t)), [])
 
 
 def row_name(node: str) -> str:

@@ -288,13 +288,16 @@ def parse_args() -> argparse.Namespace:
     return ap.parse_args()
 
 
-def warm_compiles(args: argparse.Namespace, shapes: list[tuple[int, int, bool]]) -> dict:
-    """The shapes whose rows time whole-model compile (--compile-max-loops, --compile-halting),
-    compiled first by --precompile-jobs processes -> {shape: cold seconds or failure}."""
+def whole_compile_shapes(args: argparse.Namespace, shapes: list[tuple[int, int, bool]]) -> list:
+    """The shapes whose rows time whole-model compile (--compile-max-loops, --compile-halting)."""
+    modes = halting_modes(args.compile_halting)
+    return [s for s in shapes if s[1] <= args.compile_max_loops and s[2] in modes]
+
+
+def warm_compiles(args: argparse.Namespace, whole: list[tuple[int, int, bool]]) -> dict:
+    """Those shapes compiled first by --precompile-jobs processes -> {shape: cold seconds or failure}."""
     from bench.precompile import cache_on, precompile
     cache_on()
-    modes = halting_modes(args.compile_halting)
-    whole = [s for s in shapes if s[1] <= args.compile_max_loops and s[2] in modes]
     if not whole or args.precompile_jobs <= 0:
         return {}
     t0 = time.perf_counter()
@@ -310,7 +313,6 @@ def main() -> None:
     if device_kind() == "cpu":
         raise SystemExit("bench.kernels_gpu: no CUDA GPU here")
     BUDGET_S = args.budget
-    whole_modes = halting_modes(args.compile_halting)
     out = args.out or RESULTS / f"kernels-{device_kind()}.json"
     digits_run = [int(d) for d in args.digits.split(",") if d.strip()]
     run_modes = halting_modes(args.halting)
@@ -319,7 +321,8 @@ def main() -> None:
     old = json.loads(args.merge.read_text()) if args.merge else {"loop_inference": []}
     kept = kept_rows(old["loop_inference"], shapes)
     merged = [*old.get("merged", []), {k: old.get(k) for k in ("date", "commit", "command", "commit_note")}]
-    cold = warm_compiles(args, shapes)        # before any timing: the workers use the GPU too
+    whole = whole_compile_shapes(args, shapes)
+    cold = warm_compiles(args, whole)        # before any timing: the workers use the GPU too
     copy, halt = halting_vs_copy()
     data = {"copy_bandwidth_gbs": copy, "halting": halt, "checkpoint": args.ckpt, "batch_by_digits": BATCH,
             "toolchain": toolchain(), **({"merged": merged} if args.merge else {})}
@@ -333,8 +336,7 @@ def main() -> None:
     regional = regional_model(model)
     data["model"], rows = model.config.model.model_dump(), kept
     for i, (digits, L, halting) in enumerate(shapes):
-        rows.append(workload_row(model, regional, digits, L, halting, L <= args.compile_max_loops and halting in whole_modes,
-                                 args.tf32_scores))
+        rows.append(workload_row(model, regional, digits, L, halting, (digits, L, halting) in whole, args.tf32_scores))
         if (digits, L, halting) in cold:      # compile_s["compile"] is then the warm cache's; this the cold one's
             rows[-1]["compile_s"]["compile_cold_in_worker"] = cold[(digits, L, halting)]
         print({k: rows[-1][k] for k in ("digits", "L", "halting", "ms", "compile_s", "best_other",

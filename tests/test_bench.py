@@ -83,3 +83,18 @@ def test_a_test_that_never_ends_is_killed_and_recorded_where_it_sat(tmp_path):
     assert code == 124 and wall < 60, (code, wall)
     assert by["test_ends"]["status"] == "passed" and by["test_never_ends"]["status"] == "hung", tests
     assert "killed after 12 s" in by["test_never_ends"]["message"] and "test_never_ends" in by["test_never_ends"]["message"]
+
+
+def test_a_hung_tests_frames_are_its_own_threads():
+    """faulthandler lists every thread; the record names the test's (session 37's dump: an
+    Inductor worker thread first, then the test sitting in the parity check's sync)."""
+    from bench.gpu_tests import dumped_frames
+    dump = ["old output", "File \"x.py\", line 1 in earlier", "tests/t.py::test_p Timeout (0:02:50)!",
+            "Thread 0x7f3b (most recent call first):", "  File \"pool.py\", line 9 in worker",
+            "Thread 0x7f3f (most recent call first):",
+            "  File \"verifier/checks/kernel_checks.py\", line 296 in _kernel_vs_reference",
+            "  File \"verifier/checks/kernel_checks.py\", line 365 in _parity_rounds",
+            "  File \"_pytest/python.py\", line 167 in pytest_pyfunc_call", "  File \"pytest/__main__.py\", line 9"]
+    frames = dumped_frames(dump)
+    assert frames[0].endswith("in _kernel_vs_reference") and len(frames) == 4
+    assert dumped_frames(["no dump here"]) == []
