@@ -164,3 +164,20 @@ def test_a_refused_checkpoint_load_must_say_which_parameter(monkeypatch):
     monkeypatch.setattr(LoopLMSystem, "load_into", vague)
     step = run(load_target(dsl.BUNDLED), only=["strict_checkpoint_load"]).steps[0]
     assert step.status == "fail" and "does not name a parameter" in step.message
+
+
+def test_a_step_blocked_outside_python_ends_the_run_with_a_reason_not_a_hang():
+    """The time limit's alarm runs only when Python gets control back; a step blocked in C (a
+    GPU launch that never ends keeps the host spinning in a CUDA sync) would hold the run forever.
+    Here the main thread blocks SIGALRM, as such a call never yields to it: the watchdog ends the
+    process, exit 1, naming the step and where it sat."""
+    import subprocess
+    import sys
+    code = ("import signal, time\nfrom verifier.runner import time_limit\n"
+            "with time_limit(0.5, \"step 'stuck'\", grace=1.0):\n"
+            "    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})\n"
+            "    time.sleep(60)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=50)
+    assert out.returncode == 1, out
+    assert "step 'stuck' did not return within its time limit of 0.5 s (+1 s)" in out.stderr, out.stderr
+    assert 'File "<string>", line 5 in <module>' in out.stderr, out.stderr

@@ -30,9 +30,18 @@ class StepTimeout(Exception):
     pass
 
 
+HANG_GRACE_S = 60.0     # past a step's time limit, how long the alarm may wait for Python to run
+HUNG_EXIT = 1           # a step failed (README, exit codes)
+
+
 @contextlib.contextmanager
-def time_limit(seconds: float) -> Iterator[None]:
-    """Raise StepTimeout in the main thread after `seconds` (a no-op off the main thread)."""
+def time_limit(seconds: float, what: str = "the step", grace: float = HANG_GRACE_S) -> Iterator[None]:
+    """Raise StepTimeout in the main thread after `seconds` (a no-op off the main thread).
+
+    The alarm only runs when the main thread is back in Python. A call blocked outside it never
+    comes back (a GPU launch that never ends: the host spins in a CUDA sync; seen on the H200 in
+    session 37), so a watchdog thread ends the process `grace` seconds later, with a one-line
+    reason and every thread's stack on stderr, rather than let the run hang silently."""
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
         yield
         return
@@ -41,11 +50,25 @@ def time_limit(seconds: float) -> Iterator[None]:
         raise StepTimeout(f"exceeded its time limit of {seconds:g} s")
     previous = signal.signal(signal.SIGALRM, alarm)
     signal.setitimer(signal.ITIMER_REAL, seconds)
+    watchdog = threading.Timer(seconds + grace, _hung, args=(what, seconds, grace))
+    watchdog.daemon = True
+    watchdog.start()
     try:
         yield
     finally:
+        watchdog.cancel()
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def _hung(what: str, seconds: float, grace: float) -> None:
+    import faulthandler
+    import os
+    import sys
+    print(f"looplm: {what} did not return within its time limit of {seconds:g} s (+{grace:g} s): it is blocked "
+          f"outside Python (a GPU launch that never ends?); stopping. Where each thread sat:", file=sys.stderr, flush=True)
+    faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+    os._exit(HUNG_EXIT)
 
 
 def validate(spec) -> None:
@@ -107,7 +130,7 @@ def run_step(step: Step, target: Target) -> Result:
     chk = registry.get(step.check)
     params = chk.params.model_validate(_plain(step.params))
     try:
-        with time_limit(step.timeout):
+        with time_limit(step.timeout, f"step '{step.name}'"):
             return chk(target, params, step)
     except StepTimeout as e:
         return failed(f"step {e} (a hang guard: the step did not finish)")
