@@ -112,7 +112,7 @@ def inference_model(ckpt: str | None, device: str = "cuda"):
     from looplm.model import LoopLM
     from looplm.tokens import ADDITION
     if ckpt:
-        return checkpoint.load(ckpt, map_location=device).model.to(device).eval()
+        return checkpoint.load(ckpt, map_location=device).model.eval()
     torch.manual_seed(0)
     return LoopLM(Config().override(model={"n_embd": 128, "n_head": 4, "n_loops": 12}), ADDITION).to(device).eval()
 
@@ -189,20 +189,31 @@ def _regional(m, L: int, policy):
     return run
 
 
+def first_call_seconds(fn, idx) -> float:
+    """A compiled path's compile time: its first call's wall time, to the end of its GPU work."""
+    t0 = time.perf_counter()
+    fn(idx)
+    if idx.is_cuda:
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def failure_line(e: Exception) -> str:
+    """A failure as the record keeps it: its type and the first line of its message."""
+    return f"{type(e).__name__}: {str(e).splitlines()[0][:300]}" if str(e) else type(e).__name__
+
+
 def _timed_compile(ms: dict, name: str, build, batches) -> tuple[float, str | None]:
     """Time a compiled path plainly and graphed into ms[name], ms[name + '_graph'] -> (compile seconds
-    (the first call's wall time), the failure if it failed: recorded, not hidden)."""
+    (`first_call_seconds`), the failure if it failed: recorded, not hidden)."""
     try:
         fn = build()
-        t0 = time.perf_counter()
-        fn(batches[0])
-        torch.cuda.synchronize()
-        seconds = time.perf_counter() - t0
+        seconds = first_call_seconds(fn, batches[0])
         ms[name] = median_ms(fn, batches)
         ms[name + "_graph"] = median_ms(Graphed(fn, batches[0]), batches)
         return seconds, None
     except Exception as e:
-        return float("nan"), f"{type(e).__name__}: {str(e).splitlines()[0][:300]}" if str(e) else type(e).__name__
+        return float("nan"), failure_line(e)
 
 
 def workload_row(model, regional, digits: int, L: int, halting: bool, with_compile: bool, tf32: bool = False) -> dict:

@@ -16,10 +16,7 @@ measurement and waits for every worker to exit.
 from __future__ import annotations
 
 import multiprocessing as mp
-import time
 from concurrent.futures import ProcessPoolExecutor
-
-import torch
 
 Shape = tuple[int, int, bool]      # (digits, L, halting)
 
@@ -41,14 +38,9 @@ def compile_one(ckpt: str | None, shape: Shape, device: str = "cuda") -> float |
         model = K.inference_model(ckpt, device)
         K.no_silent_eager()
         idx = K.workload_batches(model, digits, n=1, device=device)[0]
-        fn = K._compiled(model, L, K.halting_policy(halting))
-        t0 = time.perf_counter()
-        fn(idx)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - t0
+        return K.first_call_seconds(K._compiled(model, L, K.halting_policy(halting)), idx)
     except Exception as e:
-        return f"{type(e).__name__}: {str(e).splitlines()[0][:300]}" if str(e) else type(e).__name__
+        return K.failure_line(e)
 
 
 def precompile(ckpt: str | None, shapes: list[Shape], jobs: int, device: str = "cuda") -> dict[Shape, float | str]:
