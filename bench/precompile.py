@@ -16,6 +16,7 @@ measurement and waits for every worker to exit.
 from __future__ import annotations
 
 import multiprocessing as mp
+import sys
 from concurrent.futures import ProcessPoolExecutor
 
 Shape = tuple[int, int, bool]      # (digits, L, halting)
@@ -26,6 +27,23 @@ def cache_on() -> None:
     here so that a user's TORCHINDUCTOR_FX_GRAPH_CACHE=0 cannot silently make it cold again."""
     import torch._inductor.config as inductor
     inductor.fx_graph_cache = True
+
+
+def name_globals_as_the_parent() -> None:
+    """Pool initializer: make a worker's FX graph cache keys the timing process's.
+
+    A key pickles the graph's tensor metadata, and C pickle names `torch.contiguous_format` by
+    the first module in sys.modules that reaches it as `<module>.torch.contiguous_format`,
+    skipping '__main__' but not '__mp_main__' (this CPU's CPython 3.11 and the H200 pack's 3.12
+    alike). A spawned worker re-imports the parent's main module as '__mp_main__' ahead of torch's
+    own modules; where that module imports torch (`python -m bench.kernels_gpu` does), every key
+    named `__mp_main__.torch.contiguous_format` where the parent's named
+    `torch._utils.torch.contiguous_format`, and no worker's compile was ever loaded (H200, session
+    38: a row's timed compile took 19-105 s, as long as the worker's; with this, 1.2-6.7 s against
+    the workers' 12-74 s). The module stays reachable as '__main__'; only the name pickle
+    searches goes.
+    """
+    sys.modules.pop("__mp_main__", None)
 
 
 def compile_one(ckpt: str | None, shape: Shape, device: str = "cuda") -> float | str:
@@ -47,6 +65,7 @@ def precompile(ckpt: str | None, shapes: list[Shape], jobs: int, device: str = "
     """compile_one for every shape, `jobs` processes at once (fresh interpreters: CUDA cannot be
     forked), longest first (a larger L compiles longer) -> {shape: seconds or failure}."""
     order = sorted(shapes, key=lambda s: (s[1], s[2]), reverse=True)
-    with ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=mp.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=mp.get_context("spawn"),
+                             initializer=name_globals_as_the_parent) as pool:
         futures = {s: pool.submit(compile_one, ckpt, s, device) for s in order}
         return {s: f.result() for s, f in futures.items()}

@@ -48,26 +48,50 @@ def test_a_failed_gpu_test_keeps_its_reason(tmp_path):
     assert junit_rows(tmp_path / "missing.xml") == []
 
 
-def test_precompiled_shapes_are_what_the_timed_compile_loads(tmp_path, monkeypatch):
-    """bench.precompile's workers (fresh processes) fill Inductor's disk cache, and the bench's own
-    compile of the same shape then hits it: the timed code is the workers' code, compiled once.
-    (On a CPU, tiny depths: the cache's keys do not depend on the device kind.)"""
-    from torch._dynamo.utils import counters
+PRECOMPILE_MAIN = """\
+import json, sys
+import torch                      # like bench.kernels_gpu: the main module itself imports torch
+from torch._dynamo.utils import counters
+from bench import kernels_gpu as K
+from bench.precompile import cache_on, precompile
 
-    from bench import kernels_gpu as K
-    from bench.precompile import cache_on, precompile
-    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+if __name__ == "__main__":
     shapes = [(8, 1, False), (8, 2, True)]
     cold = precompile(None, shapes, jobs=2, device="cpu")
-    assert set(cold) == set(shapes) and all(isinstance(s, float) and s > 0 for s in cold.values()), cold
-    torch._dynamo.reset()
-    counters.clear()
     cache_on()
     model = K.inference_model(None, "cpu")
     idx = K.workload_batches(model, 8, n=1, device="cpu")[0]
+    K._call(model, 2, K.halting_policy(True), "reference")(idx)       # eager first, as a row does
+    counters.clear()
     K._compiled(model, 2, K.halting_policy(True))(idx)
-    assert counters["inductor"]["fxgraph_cache_hit"] >= 1 and counters["inductor"]["fxgraph_cache_miss"] == 0, \
-        dict(counters["inductor"])
+    print(json.dumps({"cold": [[list(s), v] for s, v in cold.items()], "inductor": dict(counters["inductor"])}))
+"""
+
+
+def test_precompiled_shapes_are_what_the_timed_compile_loads(tmp_path):
+    """bench.precompile's workers (fresh processes) fill Inductor's disk cache, and the bench's own
+    compile of the same shape then hits it: the timed code is the workers' code, compiled once.
+    Run from a main module that imports torch, as `python -m bench.kernels_gpu` is: a spawned
+    worker re-imports it as '__mp_main__', and without the pool's initializer every cache key
+    named torch's memory formats through it, so none was ever hit (H200, session 38). (On a CPU,
+    tiny depths: the cache's keys do not depend on the device kind.)"""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    script = tmp_path / "main_importing_torch.py"
+    script.write_text(PRECOMPILE_MAIN)
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor"),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, str(script)], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert all(isinstance(s, float) and s > 0 for _, s in out["cold"]), out["cold"]
+    assert out["inductor"].get("fxgraph_cache_hit", 0) >= 1 and out["inductor"].get("fxgraph_cache_miss", 0) == 0, \
+        out["inductor"]
 
 
 def test_a_test_that_never_ends_is_killed_and_recorded_where_it_sat(tmp_path):
