@@ -1,6 +1,6 @@
 """Whole-model torch.compile of the workload's shapes in parallel processes, before the timing.
 
-torch.compile of the whole looped model unrolls the loop, so a shape at L = 64 takes 64-94 s to
+torch.compile of the whole looped model unrolls the loop, so a shape at L = 64 takes 55-160 s to
 compile on the H200 (`bench/results/kernels-h200.json`, `compile_s`), almost all of it Inductor's
 lowering, code generation and Triton builds, which Inductor caches on disk (FX graph cache, keyed
 by the traced graph, its inputs' shapes and the config). Compiling every such shape once in a pool

@@ -1,4 +1,10 @@
 """The GPU benches' bookkeeping, on a CPU (their timings need the GPU)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -49,7 +55,7 @@ def test_a_failed_gpu_test_keeps_its_reason(tmp_path):
 
 
 PRECOMPILE_MAIN = """\
-import json, sys
+import json
 import torch                      # like bench.kernels_gpu: the main module itself imports torch
 from torch._dynamo.utils import counters
 from bench import kernels_gpu as K
@@ -75,11 +81,6 @@ def test_precompiled_shapes_are_what_the_timed_compile_loads(tmp_path):
     worker re-imports it as '__mp_main__', and without the pool's initializer every cache key
     named torch's memory formats through it, so none was ever hit (H200, session 38). (On a CPU,
     tiny depths: the cache's keys do not depend on the device kind.)"""
-    import json
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
     script = tmp_path / "main_importing_torch.py"
     script.write_text(PRECOMPILE_MAIN)
     root = Path(__file__).resolve().parents[1]
