@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 from xml.etree import ElementTree as ET
 
 from typer.testing import CliRunner
@@ -11,6 +12,7 @@ import rca
 from app.cli import app
 
 runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(*args):
@@ -89,6 +91,58 @@ def test_gate_guards_any_command(tmp_path, strict_spec):
     assert r.exit_code == 1 and not marker.exists()
     r = run("gate", "--rca", tmp_path / "rca.jsonl", "--", *cmd)      # bundled spec, default config
     assert r.exit_code == 3 and marker.exists()                          # the command's own exit code
+
+
+STUCK_SPEC = """system S {
+  implementation: "looplm.system:LoopLMSystem"
+  protocol {
+    step data { check: data.aligned_batches  gates: true }
+    step stuck { check: test.stuck  timeout: 0.5  gates: true }
+    step after { check: data.aligned_batches  gates: true }
+  }
+}
+"""
+STUCK_CLI = """import signal, sys, time
+from verifier import runner
+from verifier.registry import check
+runner.HANG_GRACE_S = 0.5
+
+
+@check("test.stuck")
+def stuck(target, params):
+    # as a GPU launch that never ends: the host never returns to Python, so the alarm never runs
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+    time.sleep(60)
+
+
+from app.cli import main
+sys.argv = ["looplm", *sys.argv[1:]]
+main()
+"""
+
+
+def test_a_step_blocked_outside_python_still_leaves_its_report_and_rca_draft(tmp_path):
+    """The watchdog ends a run whose step never returns to Python (runner.time_limit); the steps
+    before it are not lost: verify shows and saves the report so far (the blocked step failed, the
+    rest skipped), and the gate drafts its RCA record and never runs the command."""
+    (tmp_path / "s.looplm").write_text(STUCK_SPEC)
+    (tmp_path / "cli.py").write_text(STUCK_CLI)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "cli.py", *args], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=120)
+    r = cli("verify", "--spec", "s.looplm", "--json", "r.json", "--junit", "r.xml")
+    assert r.returncode == 1 and "step 'stuck' did not return within its time limit" in r.stderr, r
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert not report["passed"] and [(s["id"], s["status"]) for s in report["steps"]] == \
+        [("data", "pass"), ("stuck", "fail"), ("after", "skip")], report["steps"]
+    assert "blocked outside Python" in report["steps"][1]["message"] and "FAILED: 1 passed, 1 failed" in r.stdout
+    assert ET.parse(tmp_path / "r.xml").getroot().get("failures") == "1"
+    r = cli("gate", "--spec", "s.looplm", "--rca", "rca.jsonl", "--", sys.executable, "-c", "open('ran', 'w')")
+    assert r.returncode == 1 and not (tmp_path / "ran").exists(), r
+    (rec,), corrupt = rca.store(tmp_path / "rca.jsonl").records()
+    assert not corrupt and rec.title == "gate failure: stuck" and rec.draft and f"RCA draft: {rec.id}" in r.stderr
 
 
 def test_rca_add_list_show_render_and_corrupt_lines(tmp_path):

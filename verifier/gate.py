@@ -6,6 +6,7 @@ the step's on_fail) and the gate names both the step and the record. A bypass
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -50,11 +51,23 @@ def draft_record(step: StepResult, spec_name: str) -> Record:
                   checks=[step.check], bugs=step.bugs, files=[spec_name], draft=True)
 
 
+def drafts(report: Report, spec_name: str, rca_path: Optional[Path]) -> list[Record]:
+    """A draft RCA record for every failed step of the report, appended to the store."""
+    return [rca.store(rca_path).append(draft_record(s, spec_name)) for s in report.failures()]
+
+
+def _hung_drafts(report: Report, spec_name: str, rca_path: Optional[Path]) -> None:
+    """A gating step blocked outside Python ends the process (`runner.time_limit`): the failures
+    so far, the hung step's among them, still get their drafts, named on stderr."""
+    for s, r in zip(report.failures(), drafts(report, spec_name, rca_path)):
+        print(f"gate FAILED: step '{s.id}' ({s.check}): {s.message}; RCA draft: {r.id}", file=sys.stderr, flush=True)
+
+
 def gate(target: Target, *, spec_name: str = "<spec>", rca_path: Optional[Path] = None,
          on_step: Optional[Callable[[StepResult], None]] = None) -> Verdict:
-    report = run(target, spec_name=spec_name, gating=True, on_step=on_step)
-    failures = [s for s in report.failures()]
-    records = [rca.store(rca_path).append(draft_record(s, spec_name)) for s in failures]
+    report = run(target, spec_name=spec_name, gating=True, on_step=on_step,
+                 on_hang=lambda so_far: _hung_drafts(so_far, spec_name, rca_path))
+    records = drafts(report, spec_name, rca_path)
     report.rca = [r.id for r in records]
     try:
         size = target.design.check_size

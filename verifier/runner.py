@@ -35,13 +35,17 @@ HUNG_EXIT = 1           # a step failed (README, exit codes)
 
 
 @contextlib.contextmanager
-def time_limit(seconds: float, what: str = "the step", grace: float = HANG_GRACE_S) -> Iterator[None]:
+def time_limit(seconds: float, what: str = "the step", grace: Optional[float] = None,
+               last_words: Optional[Callable[[], None]] = None) -> Iterator[None]:
     """Raise StepTimeout in the main thread after `seconds` (a no-op off the main thread).
 
     The alarm only runs when the main thread is back in Python. A call blocked outside it never
     comes back (a GPU launch that never ends: the host spins in a CUDA sync; seen on the H200 in
     session 37), so a watchdog thread ends the process `grace` seconds later, with a one-line
-    reason and every thread's stack on stderr, rather than let the run hang silently."""
+    reason and every thread's stack on stderr, rather than let the run hang silently; it calls
+    `last_words` first (the runner saves what the run found so far). `grace` defaults to
+    HANG_GRACE_S as it is at the call."""
+    grace = HANG_GRACE_S if grace is None else grace
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
         yield
         return
@@ -50,7 +54,7 @@ def time_limit(seconds: float, what: str = "the step", grace: float = HANG_GRACE
         raise StepTimeout(f"exceeded its time limit of {seconds:g} s")
     previous = signal.signal(signal.SIGALRM, alarm)
     signal.setitimer(signal.ITIMER_REAL, seconds)
-    watchdog = threading.Timer(seconds + grace, _hung, args=(what, seconds, grace))
+    watchdog = threading.Timer(seconds + grace, _hung, args=(what, seconds, grace, last_words))
     watchdog.daemon = True
     watchdog.start()
     try:
@@ -61,13 +65,19 @@ def time_limit(seconds: float, what: str = "the step", grace: float = HANG_GRACE
         signal.signal(signal.SIGALRM, previous)
 
 
-def _hung(what: str, seconds: float, grace: float) -> None:
+def _hung(what: str, seconds: float, grace: float, last_words: Optional[Callable[[], None]] = None) -> None:
     import faulthandler
     import os
     import sys
     print(f"looplm: {what} did not return within its time limit of {seconds:g} s (+{grace:g} s): it is blocked "
           f"outside Python (a GPU launch that never ends?); stopping. Where each thread sat:", file=sys.stderr, flush=True)
     faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+    if last_words is not None:
+        try:
+            last_words()
+        except Exception as e:      # the exit below must happen whatever the report's writer does
+            print(f"looplm: could not save the report so far: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+    sys.stderr.flush()
     os._exit(HUNG_EXIT)
 
 
@@ -126,11 +136,11 @@ def select(steps: tuple[Step, ...], only: Optional[list[str]], gating: bool) -> 
     return [s for s in steps if s.name in wanted]
 
 
-def run_step(step: Step, target: Target) -> Result:
+def run_step(step: Step, target: Target, last_words: Optional[Callable[[], None]] = None) -> Result:
     chk = registry.get(step.check)
     params = chk.params.model_validate(_plain(step.params))
     try:
-        with time_limit(step.timeout, f"step '{step.name}'"):
+        with time_limit(step.timeout, f"step '{step.name}'", last_words=last_words):
             return chk(target, params, step)
     except StepTimeout as e:
         return failed(f"step {e} (a hang guard: the step did not finish)")
@@ -146,7 +156,7 @@ def run_step(step: Step, target: Target) -> Result:
         return failed(f"check raised {type(e).__name__}: {str(e)[:300]}", traceback.format_exc(limit=6))
 
 
-def run_in_order(step: Step, target: Target, bad: set[str]) -> Result:
+def run_in_order(step: Step, target: Target, bad: set[str], last_words: Optional[Callable[[], None]] = None) -> Result:
     """One step of a protocol run. `bad` holds the steps so far that did not pass (failed, or
     skipped for a missing capability or a need of their own): a step needing one of them is
     skipped, saying which. Adds this step to `bad` when it does not pass."""
@@ -154,7 +164,7 @@ def run_in_order(step: Step, target: Target, bad: set[str]) -> Result:
     if blocked:
         bad.add(step.name)
         return Result(status="skip", message=f"skipped: needs {', '.join(blocked)}, which did not pass")
-    res = run_step(step, target)
+    res = run_step(step, target, last_words)
     if res.status == "fail" or res.missing is not None:
         bad.add(step.name)
     return res
@@ -181,23 +191,50 @@ def step_result(step: Step, res: Result, seconds: float) -> StepResult:
 
 
 def run(target: Target, *, spec_name: str = "<spec>", only: Optional[list[str]] = None, gating: bool = False,
-        on_step: Optional[Callable[[StepResult], None]] = None, fail_fast: bool = False) -> Report:
+        on_step: Optional[Callable[[StepResult], None]] = None, fail_fast: bool = False,
+        on_hang: Optional[Callable[[Report], None]] = None) -> Report:
     """Run the protocol (`only` these steps; `gating`: the gating steps and what they need);
-    `fail_fast` skips every step after the first required step that fails."""
+    `fail_fast` skips every step after the first required step that fails. A step blocked outside
+    Python past its time limit ends the process (`time_limit`); `on_hang` first gets the report so
+    far: the steps before it, and it failed."""
     validate(target.spec)
     results: list[StepResult] = []
     bad: set[str] = set()
     stopped: Optional[str] = None
     with one_thread():
-        for step in select(target.spec.system.steps, only, gating):
+        steps = select(target.spec.system.steps, only, gating)
+        for i, step in enumerate(steps):
             t0 = time.perf_counter()
-            res = run_in_order(step, target, bad) if stopped is None else \
+            last_words = _hang_report(on_hang, target, spec_name, results, steps[i:], t0)
+            res = run_in_order(step, target, bad, last_words) if stopped is None else \
                 Result(status="skip", message=f"skipped: --fail-fast after {stopped} failed")
             if fail_fast and stopped is None and res.status == "fail" and step.required:
                 stopped = step.name
             results.append(step_result(step, res, time.perf_counter() - t0))
             if on_step:
                 on_step(results[-1])
+    return _report(target, spec_name, results)
+
+
+def _hang_report(on_hang: Optional[Callable[[Report], None]], target: Target, spec_name: str,
+                 results: list[StepResult], steps: list[Step], t0: float) -> Optional[Callable[[], None]]:
+    """The watchdog's last words while steps[0] runs: on_hang gets the report of the steps before
+    it (`results`, as they stand then), this one failed and the rest skipped, saying why."""
+    if on_hang is None:
+        return None
+
+    def last_words() -> None:
+        step, rest = steps[0], steps[1:]
+        hung = failed(f"step blocked outside Python past its time limit of {step.timeout:g} s: the run was ended "
+                      f"(a hang guard)")
+        ended = Result(status="skip", message=f"skipped: the run was ended while {step.name} was blocked")
+        on_hang(_report(target, spec_name, [*results, step_result(step, hung, time.perf_counter() - t0),
+                                            *(step_result(s, ended, 0.0) for s in rest)]))
+    return last_words
+
+
+def _report(target: Target, spec_name: str, results: list[StepResult]) -> Report:
+    """The report of these step results: it passes when no required step failed and one ran."""
     ran = sum(r.status != "skip" for r in results)
     ok = not any(r.status == "fail" and r.required for r in results) and (ran > 0 or not results)
     return Report(spec=spec_name, system=target.spec.system.implementation or "", kernels_on=target.where,

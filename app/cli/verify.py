@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import subprocess
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import List, Optional
 
@@ -40,6 +41,21 @@ def report_table(report) -> Table:
     return t
 
 
+def show_and_save(report, json_out: Optional[Path], junit: Optional[Path]) -> None:
+    """The report's table, its failures with what was expected and the fix, its summary; written
+    as JSON and JUnit where asked."""
+    out.print(report_table(report))
+    for s in report.failures():
+        out.print(f"[bold red]{s.id}[/]: {s.message}\n  expected: {s.expect or '-'}\n  fix: {s.on_fail or '-'}")
+        if s.evidence:
+            out.print("  " + s.evidence.replace("\n", "\n  "), markup=False)
+    out.print(report.summary(), markup=False)
+    if json_out:
+        writable(json_out, report.model_dump_json(indent=2) + "\n")
+    if junit:
+        writable(junit, junit_xml(report) + "\n")
+
+
 def verify(spec: Path = SpecOpt,
            only: Optional[str] = typer.Option(None, help="Comma-separated step ids to run (others are left out)."),
            config: Optional[Path] = typer.Option(None, help="Config of the run being verified (passed to the implementation)."),
@@ -52,20 +68,12 @@ def verify(spec: Path = SpecOpt,
     with user_errors():
         target = load_target(existing(spec), config=config and existing(config),
                              checkpoint=ckpt and existing(ckpt), device=device.value)
-        try:
-            report = run(target, spec_name=str(spec), only=only.split(",") if only else None, fail_fast=fail_fast)
+        try:     # a step blocked outside Python ends the process: what ran before it is still shown and saved
+            report = run(target, spec_name=str(spec), only=only.split(",") if only else None, fail_fast=fail_fast,
+                         on_hang=partial(show_and_save, json_out=json_out, junit=junit))
         except KeyError as e:
             raise UsageError(e.args[0]) from None
-        out.print(report_table(report))
-        for s in report.failures():
-            out.print(f"[bold red]{s.id}[/]: {s.message}\n  expected: {s.expect or '-'}\n  fix: {s.on_fail or '-'}")
-            if s.evidence:
-                out.print("  " + s.evidence.replace("\n", "\n  "), markup=False)
-        out.print(report.summary(), markup=False)
-        if json_out:
-            writable(json_out, report.model_dump_json(indent=2) + "\n")
-        if junit:
-            writable(junit, junit_xml(report) + "\n")
+        show_and_save(report, json_out, junit)
     if not report.passed:
         raise typer.Exit(EXIT_FAIL)
 
