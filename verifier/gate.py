@@ -58,9 +58,8 @@ def drafts(report: Report, spec_name: str, rca_path: Optional[Path]) -> list[Rec
 
 def _hung_drafts(report: Report, spec_name: str, rca_path: Optional[Path]) -> None:
     """A gating step blocked outside Python ends the process (`runner.time_limit`): the failures
-    so far, the hung step's among them, still get their drafts, named on stderr."""
-    for s, r in zip(report.failures(), drafts(report, spec_name, rca_path)):
-        print(f"gate FAILED: step '{s.id}' ({s.check}): {s.message}; RCA draft: {r.id}", file=sys.stderr, flush=True)
+    so far, the hung step's among them, still get their drafts, and the verdict goes to stderr."""
+    print(Verdict(False, report, drafts(report, spec_name, rca_path)).summary(), file=sys.stderr, flush=True)
 
 
 def gate(target: Target, *, spec_name: str = "<spec>", rca_path: Optional[Path] = None,

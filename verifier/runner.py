@@ -196,7 +196,7 @@ def run(target: Target, *, spec_name: str = "<spec>", only: Optional[list[str]] 
     """Run the protocol (`only` these steps; `gating`: the gating steps and what they need);
     `fail_fast` skips every step after the first required step that fails. A step blocked outside
     Python past its time limit ends the process (`time_limit`); `on_hang` first gets the report so
-    far: the steps before it, and it failed."""
+    far: the steps before it, that one failed, the rest skipped."""
     validate(target.spec)
     results: list[StepResult] = []
     bad: set[str] = set()
