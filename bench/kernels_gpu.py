@@ -18,8 +18,8 @@ inference across the length-generalization workload, side by side in one run:
 Writes bench/results/kernels-<device>.json (or --out) after every row. Times are CUDA-event
 medians after warm-up, rotating over three input batches (never zeros); each timing takes about
 a second and a half of calls (--budget). Whole-model torch.compile unrolls the loop, so its compile
-time grows with L (13-27 s at L = 12, 16-45 s at L = 24, 64-94 s at L = 64 on the H200, recorded per
-row as compile_s). So, before any timing, --precompile-jobs processes compile those shapes into
+time grows with L (12-27 s at L = 12, 16-45 s at L = 24, 55-160 s at L = 64 on the H200, cold; per
+row in compile_s). So, before any timing, --precompile-jobs processes compile those shapes into
 Inductor's disk cache (bench.precompile; each worker's cold seconds recorded as
 compile_s.compile_cold_in_worker), and a row's own compile then loads the same code.
 --compile-max-loops and --compile-halting narrow where it is timed, and by default it is timed at
